@@ -1,0 +1,200 @@
+"""The ``first`` command line: parse -> config dataclass -> library call -> outputs.
+
+User errors (``InputError``) become one line on stderr and exit code 2; no traceback, no partial
+output. Other packages add sub-commands through the ``first.commands`` entry-point group (a
+function ``register(app)``), so ``first_eval`` never imports them.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from first_eval.errors import InputError
+
+app = typer.Typer(
+    name="first",
+    help=(
+        "Reliability-first toolkit for LLMs: audit calibration, distil calibrated students.\n\n"
+        "Examples:\n\n"
+        "  first demo                                   # built-in demo, writes runs/demo/report.html\n\n"
+        "  first report --samples out/samples_arc_easy_*.jsonl --output runs/arc   # audit lm-eval samples"
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def fail(message: str) -> "typer.Exit":
+    """Print a one-line error and return the exit to raise (code 2)."""
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code=2)
+
+
+def parse_list(value: str, flag: str) -> tuple[str, ...]:
+    items = tuple(part.strip() for part in value.split(",") if part.strip())
+    if not items:
+        raise InputError(f"{flag} is empty; give a comma-separated list")
+    return items
+
+
+def expand_sample_paths(paths: list[Path]) -> list[Path]:
+    """Files as given; a folder stands for every samples_*.jsonl beneath it (lm-eval's output layout)."""
+    expanded: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(path.rglob("samples_*.jsonl"))
+            if not found:
+                raise InputError(f"{path}: folder holds no samples_*.jsonl files (run lm-eval with --log_samples)")
+            expanded.extend(found)
+        else:
+            expanded.append(path)
+    return expanded
+
+
+def audit_config_from_flags(bins: int, score: str, calibrators: str, folds: int, bootstrap: int, seed: int):
+    from first_eval.audit import AuditConfig
+
+    try:
+        return AuditConfig(n_bins=bins, score_mode=score, calibrators=parse_list(calibrators, "--calibrators"),
+                           n_folds=folds, n_bootstrap=bootstrap, seed=seed)
+    except ValueError as error:
+        raise InputError(str(error)) from None
+
+
+def audit_and_write(task_samples: list, config, output: Path, title: str, model: Optional[str]) -> list[Path]:
+    """Audit every task (with a progress bar), then write the report files atomically."""
+    from rich.progress import Progress
+
+    from first_eval.audit import audit_task
+    from first_eval.report import ReportMeta, write_report
+
+    audits = []
+    with Progress(transient=True, console=_stderr_console()) as progress:
+        job = progress.add_task("auditing", total=len(task_samples))
+        for samples in task_samples:
+            progress.update(job, description=f"auditing {samples.task}")
+            audits.append(audit_task(samples, config))
+            progress.advance(job)
+    meta = ReportMeta(title=title, model=model, command="first " + shlex.join(sys.argv[1:]))
+    return write_report(audits, output, meta)
+
+
+def check_unique_tasks(task_samples: list) -> None:
+    seen: dict[str, str] = {}
+    for samples in task_samples:
+        if samples.task in seen:
+            raise InputError(
+                f"task {samples.task!r} comes from two inputs ({seen[samples.task]} and {samples.source}); "
+                "audit each run separately and compare them with `first compare`"
+            )
+        seen[samples.task] = samples.source
+
+
+def _stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True)
+
+
+def print_summary(output: Path) -> None:
+    import json
+
+    document = json.loads((output / "metrics.json").read_text())
+    console = _stderr_console()
+    for task, metrics in document["tasks"].items():
+        temperature = metrics.get("calibrated", {}).get("temperature", {})
+        after = temperature.get("ece")
+        console.print(
+            f"{task:<32} n={metrics['n']:<6} acc={metrics['accuracy']:.3f} conf={metrics['mean_confidence']:.3f} "
+            f"ECE={metrics['ece']:.3f}"
+            + (f" -> {after:.3f} at T={temperature['temperature']:.3g}" if after is not None else ""),
+            highlight=False,
+        )
+    console.print(f"wrote {output / 'report.html'}, metrics.json, calibrators.json", highlight=False)
+
+
+@app.command("report")
+def report_command(
+    paths: Optional[List[Path]] = typer.Argument(None, help="More samples files (so `--samples a.jsonl b.jsonl` works).", show_default=False),
+    samples: Optional[List[Path]] = typer.Option(None, "--samples", help="lm-eval samples_<task>_<date>.jsonl files, results JSONs holding 'samples', or folders of them."),
+    output: Path = typer.Option(..., "--output", "-o", help="Folder for report.html, metrics.json, calibrators.json."),
+    bins: int = typer.Option(15, help="Equal-width confidence bins for ECE and the reliability diagram."),
+    score: str = typer.Option("sum", help="Choice score: 'sum' (lm-eval acc) or 'char-norm' (lm-eval acc_norm)."),
+    calibrators: str = typer.Option("temperature,platt,isotonic", help="Comma-separated calibrators to fit and cross-fit."),
+    folds: int = typer.Option(5, help="Cross-fitting folds: calibrated metrics never score data the calibrator saw."),
+    bootstrap: int = typer.Option(1000, help="Bootstrap resamples for confidence intervals (0 = none)."),
+    seed: int = typer.Option(0, help="Seed for folds and bootstrap."),
+    title: str = typer.Option("Calibration report", help="Report title."),
+) -> None:
+    """Audit calibration from lm-eval samples: metrics with CIs, calibrators, reliability diagrams.
+
+    Example: first report --samples out/model/samples_arc_easy_*.jsonl --output runs/arc
+    """
+    try:
+        config = audit_config_from_flags(bins, score, calibrators, folds, bootstrap, seed)
+        inputs = list(samples or []) + list(paths or [])
+        if not inputs:
+            raise InputError("give lm-eval samples with --samples PATH [PATH ...]")
+        from first_eval.lm_eval_bridge.samples import read_samples_path
+
+        task_samples = [task for path in expand_sample_paths(inputs) for task in read_samples_path(path)]
+        check_unique_tasks(task_samples)
+        audit_and_write(task_samples, config, output, title, model=None)
+    except InputError as error:
+        raise fail(str(error))
+    print_summary(output)
+
+
+@app.command("demo")
+def demo_command(
+    output: Path = typer.Option(Path("runs/demo"), "--output", "-o", help="Folder for the demo's samples and report."),
+    seed: int = typer.Option(0, help="Seed of the synthetic tasks."),
+    bootstrap: int = typer.Option(1000, help="Bootstrap resamples."),
+) -> None:
+    """Built-in demo: synthetic lm-eval samples with a planted miscalibration, audited by `first report`.
+
+    Example: first demo --output runs/demo
+    """
+    from first_eval.synthetic import DEMO_TASKS, write_demo_samples
+
+    try:
+        paths = write_demo_samples(output / "samples", seed=seed)
+        from first_eval.lm_eval_bridge.samples import read_samples_path
+
+        task_samples = [task for path in paths for task in read_samples_path(path)]
+        config = audit_config_from_flags(15, "sum", "temperature,platt,isotonic", 5, bootstrap, seed)
+        audit_and_write(task_samples, config, output, "first demo: synthetic tasks with planted miscalibration",
+                        model="synthetic (planted sharpness: " + ", ".join(f"{t.name}={t.sharpness}" for t in DEMO_TASKS) + ")")
+    except InputError as error:
+        raise fail(str(error))
+    print_summary(output)
+
+
+def _register_plugins() -> None:
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group="first.commands"):
+        entry.load()(app)
+
+
+def main() -> None:
+    _register_plugins()
+    try:
+        app()
+    except InputError as error:  # raised outside a command's own handler (e.g. by a plugin)
+        typer.echo(f"error: {error}", err=True)
+        raise SystemExit(2)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        raise SystemExit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,324 @@
+"""Read lm-eval per-sample records into ``TaskSamples`` (choice log-likelihoods + gold per question).
+
+Two sources, one record format:
+
+- files lm-eval's ``EvaluationTracker`` wrote (``samples_<task>_<date>.jsonl``), where ``resps``,
+  ``filtered_resps`` and ``target`` are *stringified* (``[["-11.35", "False"]]``, ``"0"``);
+- in-memory ``results["samples"][task]`` from ``simple_evaluate(log_samples=True)``, or a results JSON
+  holding that ``samples`` mapping, where values keep their types.
+
+For a multiple-choice task, record ``r`` has ``r["filtered_resps"][j] = (summed loglik of choice j,
+is_greedy)`` and ``r["arguments"][j] = (context, target_delimiter + choice_j)`` (saved files wrap
+arguments as ``{"gen_args_j": {"arg_0": context, "arg_1": continuation}}``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
+from first_eval.errors import InputError
+from first_eval.scores import ChoiceScores, apply_score_mode
+
+_SAMPLES_FILE = re.compile(r"^samples_(?P<task>.+)_(?P<date>\d{4}-\d{2}-\d{2}T[\d\-.:]+)\.jsonl$")
+
+
+@dataclass(frozen=True)
+class TaskSamples:
+    """One task's questions as lm-eval scored them.
+
+    Attributes:
+        task: task name.
+        source: where the records came from (a path, or ``"lm-eval run"``).
+        loglik_sums: (total,) summed log-likelihood of each choice's continuation.
+        char_lengths: (total,) character length of each choice (without the target delimiter),
+            as lm-eval's ``acc_norm`` uses; None when it cannot be known (multiple-input tasks).
+        offsets: (n+1,) question i's choices are ``[offsets[i], offsets[i+1])``.
+        gold: (n,) gold index within each question.
+        doc_ids: (n,) lm-eval's doc ids.
+        recorded: lm-eval's own per-question metrics found in the records (``acc``, ``acc_norm``), (n,) each.
+    """
+
+    task: str
+    source: str
+    loglik_sums: np.ndarray
+    char_lengths: np.ndarray | None
+    offsets: np.ndarray
+    gold: np.ndarray
+    doc_ids: np.ndarray
+    recorded: dict[str, np.ndarray]
+
+    @property
+    def n_questions(self) -> int:
+        return len(self.gold)
+
+    def choice_scores(self, score_mode: str = "sum") -> ChoiceScores:
+        if score_mode == "char-norm" and self.char_lengths is None:
+            raise InputError(
+                f"task {self.task!r}: --score char-norm needs each choice's text, but its choices are "
+                "placed in the context (a multiple-input task); use --score sum"
+            )
+        scores = apply_score_mode(self.loglik_sums, self.char_lengths, score_mode)
+        return ChoiceScores(scores, self.offsets, self.gold, score_mode)
+
+
+def task_name_from_path(path: Path) -> str | None:
+    """``samples_arc_easy_2024-05-01T12-00-00.123456.jsonl`` -> ``arc_easy``; None if not that shape."""
+    match = _SAMPLES_FILE.match(path.name)
+    return match.group("task") if match else None
+
+
+def read_samples_path(path: Path) -> list[TaskSamples]:
+    """Read one samples JSONL (one task) or one results JSON holding ``samples`` (one or more tasks)."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder; pass the samples_*.jsonl or results*.json files inside it")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise InputError(f"{path}: not a UTF-8 text file ({error.reason} at byte {error.start})") from None
+    if not text.strip():
+        raise InputError(f"{path}: the file is empty")
+    stripped = text.lstrip()
+    if path.suffix == ".json" or (stripped.startswith("{") and "\n{" not in stripped.rstrip()):
+        try:
+            document = json.loads(text)
+        except json.JSONDecodeError as error:
+            if path.suffix == ".json":
+                raise InputError(f"{path}: not valid JSON (line {error.lineno}: {error.msg})") from None
+        else:
+            if isinstance(document, dict) and "samples" in document:
+                return _tasks_from_results(document, path)
+            if isinstance(document, dict) and "doc_id" in document:
+                return [task_samples_from_records([(1, document)], _task_for_file(path, [document]), str(path))]
+            raise InputError(
+                f"{path}: a JSON object without a 'samples' field; rerun lm-eval with --log_samples "
+                "and pass the samples_<task>_<date>.jsonl file"
+            )
+    records = list(_jsonl_records(text, path))
+    task = _task_for_file(path, [r for _, r in records[:1]])
+    return [task_samples_from_records(records, task, str(path))]
+
+
+def task_samples_from_records(numbered_records: Iterable[tuple[int, dict]] | Iterable[dict], task: str, source: str) -> TaskSamples:
+    """Convert lm-eval sample records (stringified or not) to ``TaskSamples``.
+
+    ``numbered_records`` yields ``(line_number, record)`` pairs (for error messages) or bare records.
+    When a doc appears under several filters, the first filter's record is used.
+    """
+    loglik_sums: list[float] = []
+    char_lengths: list[float] = []
+    counts: list[int] = []
+    gold: list[int] = []
+    doc_ids: list[int] = []
+    recorded: dict[str, list[float]] = {"acc": [], "acc_norm": []}
+    has_recorded = {"acc": True, "acc_norm": True}
+    multiple_input = False
+    seen_docs: set[Any] = set()
+    first_filter: str | None = None
+
+    for position, item in enumerate(numbered_records, start=1):
+        line, record = item if isinstance(item, tuple) else (position, item)
+        where = f"{source}: line {line}" if source != "lm-eval run" else f"task {task}: sample {line}"
+        if not isinstance(record, dict):
+            raise InputError(f"{where}: expected a JSON object, got {type(record).__name__}")
+        record_filter = record.get("filter")
+        first_filter = record_filter if first_filter is None else first_filter
+        if record_filter != first_filter:
+            continue
+        doc_id = record.get("doc_id", position - 1)
+        if doc_id in seen_docs:
+            continue
+        seen_docs.add(doc_id)
+
+        lls = _choice_logliks(record, where)
+        continuations, same_continuation = _continuations(record, len(lls))
+        if continuations and _has_unconditional_half(record):
+            lls = lls[: len(lls) // 2]
+            continuations = continuations[: len(lls)]
+        if len(lls) < 2:
+            raise InputError(f"{where}: field 'filtered_resps' has {len(lls)} choice(s); calibration needs 2 or more")
+        target = _gold_index(record.get("target"), continuations, len(lls), where)
+
+        loglik_sums.extend(lls)
+        counts.append(len(lls))
+        gold.append(target)
+        doc_ids.append(int(doc_id) if _is_int_like(doc_id) else len(doc_ids))
+        if same_continuation:
+            multiple_input = True
+        elif continuations is not None:
+            char_lengths.extend(float(len(c)) for c in _strip_delimiter(continuations))
+        for key in recorded:
+            value = record.get(key)
+            if value is None or not _is_number_like(value):
+                has_recorded[key] = False
+            else:
+                recorded[key].append(float(value))
+
+    if not counts:
+        raise InputError(f"{source}: no samples found")
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    lengths = None if multiple_input or len(char_lengths) != offsets[-1] else np.asarray(char_lengths)
+    return TaskSamples(
+        task=task,
+        source=source,
+        loglik_sums=np.asarray(loglik_sums, dtype=np.float64),
+        char_lengths=lengths,
+        offsets=offsets,
+        gold=np.asarray(gold, dtype=np.int64),
+        doc_ids=np.asarray(doc_ids, dtype=np.int64),
+        recorded={k: np.asarray(v) for k, v in recorded.items() if has_recorded[k] and len(v) == len(counts)},
+    )
+
+
+def _jsonl_records(text: str, path: Path) -> Iterator[tuple[int, dict]]:
+    for line_number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise InputError(f"{path}: line {line_number}: not valid JSON ({error.msg} at column {error.colno})") from None
+        yield line_number, record
+
+
+def _tasks_from_results(document: dict, path: Path) -> list[TaskSamples]:
+    samples = document["samples"]
+    if not isinstance(samples, dict) or not samples:
+        raise InputError(f"{path}: field 'samples' should map task names to lists of records; it is empty or not a mapping")
+    tasks = []
+    for task, records in samples.items():
+        if not isinstance(records, list):
+            raise InputError(f"{path}: field 'samples.{task}' should be a list of records")
+        tasks.append(task_samples_from_records(list(enumerate(records, start=1)), task, f"{path} [samples.{task}]"))
+    return tasks
+
+
+def _task_for_file(path: Path, first_records: list[dict]) -> str:
+    name = task_name_from_path(path)
+    if name:
+        return name
+    for record in first_records:
+        if isinstance(record, dict) and isinstance(record.get("task"), str):
+            return record["task"]
+    return path.stem
+
+
+def _choice_logliks(record: dict, where: str) -> list[float]:
+    responses = record.get("filtered_resps", record.get("resps"))
+    if responses is None:
+        raise InputError(f"{where}: no 'filtered_resps' field; is this an lm-eval samples file?")
+    if not isinstance(responses, list) or not responses:
+        raise InputError(f"{where}: field 'filtered_resps' is empty")
+    lls = []
+    for j, response in enumerate(responses):
+        # filtered_resps[j] is (loglik, is_greedy); resps[j] is [(loglik, is_greedy)]
+        while isinstance(response, list) and len(response) == 1 and isinstance(response[0], (list, tuple)):
+            response = response[0]
+        if not isinstance(response, (list, tuple)) or len(response) != 2:
+            raise InputError(
+                f"{where}: field 'filtered_resps[{j}]' is {_short(response)}, not a (log-likelihood, is_greedy) pair: "
+                "calibration needs a multiple-choice (loglikelihood) task, not a generation task"
+            )
+        value = _to_float(response[0])
+        if value is None:
+            raise InputError(
+                f"{where}: field 'filtered_resps[{j}][0]' is {_short(response[0])}, not a log-likelihood: "
+                "calibration needs a multiple-choice (loglikelihood) task, not a generation task"
+            )
+        if not math.isfinite(value):
+            raise InputError(f"{where}: field 'filtered_resps[{j}][0]' is {response[0]!r}; log-likelihoods must be finite")
+        lls.append(value)
+    return lls
+
+
+def _continuations(record: dict, n_choices: int) -> tuple[list[str] | None, bool]:
+    """The continuation strings (delimiter + choice) and whether they are all identical (multiple input)."""
+    arguments = record.get("arguments")
+    pairs: list[Any] = []
+    if isinstance(arguments, dict):  # saved form: {"gen_args_0": {"arg_0": ctx, "arg_1": cont}, ...}
+        pairs = [
+            (v.get("arg_0"), v.get("arg_1")) if isinstance(v, dict) else v
+            for _, v in sorted(arguments.items(), key=lambda kv: int(str(kv[0]).rsplit("_", 1)[-1]) if str(kv[0]).rsplit("_", 1)[-1].isdigit() else 0)
+        ]
+    elif isinstance(arguments, list):
+        pairs = arguments
+    continuations = [p[1] for p in pairs if isinstance(p, (list, tuple)) and len(p) >= 2 and isinstance(p[1], str)]
+    if len(continuations) != len(pairs) or len(continuations) not in (n_choices,):
+        return None, False
+    contexts = [p[0] for p in pairs]
+    same = len(set(continuations)) == 1 and len(set(map(str, contexts))) > 1
+    return continuations, same
+
+
+def _has_unconditional_half(record: dict) -> bool:
+    """acc_mutual_info tasks append (\"\", continuation) requests after the real ones."""
+    arguments = record.get("arguments")
+    pairs = list(arguments.values()) if isinstance(arguments, dict) else arguments or []
+    half = len(pairs) // 2
+    contexts = [p.get("arg_0") if isinstance(p, dict) else p[0] for p in pairs]
+    return half > 0 and len(pairs) % 2 == 0 and all(c == "" for c in contexts[half:]) and all(c != "" for c in contexts[:half])
+
+
+def _strip_delimiter(continuations: list[str]) -> list[str]:
+    """lm-eval's acc_norm divides by len(choice), the continuation without its target delimiter (default " ")."""
+    if all(c.startswith(" ") for c in continuations):
+        return [c[1:] for c in continuations]
+    return continuations
+
+
+def _gold_index(target: Any, continuations: list[str] | None, n_choices: int, where: str) -> int:
+    if isinstance(target, list) and len(target) == 1:
+        target = target[0]
+    if isinstance(target, bool) or target is None:
+        raise InputError(f"{where}: field 'target' is {target!r}, not a gold choice index")
+    if isinstance(target, (int, np.integer)) or (isinstance(target, float) and target.is_integer()):
+        index = int(target)
+    elif isinstance(target, str) and re.fullmatch(r"-?\d+", target.strip()):
+        index = int(target.strip())
+    elif isinstance(target, str) and continuations is not None:
+        choices = _strip_delimiter(continuations)
+        if target not in choices:
+            raise InputError(f"{where}: field 'target' is {target!r}, which is neither an index nor one of the choices {choices!r}")
+        index = choices.index(target)
+    elif isinstance(target, (list, str)):
+        raise InputError(f"{where}: field 'target' is {_short(target)}; tasks with several gold answers are not supported")
+    else:
+        raise InputError(f"{where}: field 'target' is {_short(target)}, not a gold choice index")
+    if not 0 <= index < n_choices:
+        raise InputError(f"{where}: field 'target' is {index}, outside the {n_choices} choices (0..{n_choices - 1})")
+    return index
+
+
+def _to_float(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float, np.floating, np.integer)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _is_number_like(value: Any) -> bool:
+    return _to_float(value) is not None
+
+
+def _is_int_like(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) or (isinstance(value, str) and value.isdigit())
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,192 @@
+"""Audits -> self-contained HTML report, ``metrics.json`` and ``calibrators.json``, written atomically.
+
+The only module that renders HTML. Templates live in the checkout's ``reports/templates/`` and ship
+in the wheel as the data package ``first_eval._templates``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from first_eval.audit import TaskAudit
+
+REPORT_SCHEMA = "first.report/1"
+
+
+def template_dir() -> Path:
+    """Checkout first (``<repo>/reports/templates``), else the copy installed with the package."""
+    checkout = Path(__file__).resolve().parent.parent / "reports" / "templates"
+    if (checkout / "base.html.j2").is_file():
+        return checkout
+    from importlib.resources import files
+
+    return Path(str(files("first_eval._templates")))
+
+
+def jinja_environment():
+    import jinja2
+
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(template_dir())),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html", "j2"), default=True),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    environment.filters["num"] = format_number
+    environment.filters["pct"] = lambda v, digits=1: "—" if v is None else f"{100 * v:.{digits}f}%"
+    environment.filters["signed"] = lambda v, digits=3: "—" if v is None else f"{v:+.{digits}f}"
+    environment.filters["slug"] = slug
+    return environment
+
+
+def format_number(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if isinstance(value, (int, np.integer)):
+        return f"{int(value):,}"
+    value = float(value)
+    if value != 0 and (abs(value) >= 1e4 or abs(value) < 10 ** -digits):
+        return f"{value:.{max(digits - 1, 1)}e}"
+    return f"{value:.{digits}f}"
+
+
+def slug(text: str) -> str:
+    return "".join(ch if ch.isalnum() else "-" for ch in str(text)).strip("-").lower() or "item"
+
+
+def render(template_name: str, **context: Any) -> str:
+    environment = jinja_environment()
+    css = (template_dir() / "report.css").read_text(encoding="utf-8")
+    return environment.get_template(template_name).render(css=css, **context)
+
+
+def json_ready(value: Any) -> Any:
+    """numpy scalars/arrays -> Python; NaN/inf -> None (JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {str(k): json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return json_ready(value.tolist())
+    if isinstance(value, (np.bool_, bool)):
+        return bool(value)
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return None if not math.isfinite(float(value)) else float(value)
+    return value
+
+
+def write_outputs_atomically(output_dir: Path, files: dict[str, str]) -> list[Path]:
+    """Write every file to a temporary name in ``output_dir`` first, then rename them all into place.
+
+    Nothing is written until every text is ready (the caller computes them first), so an error never
+    leaves a half-written report; a kill during writing leaves only ``.tmp`` files, never a truncated
+    ``report.html`` that looks complete.
+    """
+    output_dir.mkdir(parents=True, exist_ok=True)
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for name, text in files.items():
+            handle, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=output_dir)
+            with os.fdopen(handle, "w", encoding="utf-8") as stream:
+                stream.write(text)
+                stream.flush()
+                os.fsync(stream.fileno())
+            staged.append((Path(tmp_name), output_dir / name))
+        for tmp_path, final_path in staged:
+            os.replace(tmp_path, final_path)
+    finally:
+        for tmp_path, _ in staged:
+            if tmp_path.exists():
+                tmp_path.unlink()
+    return [final for _, final in staged]
+
+
+@dataclass(frozen=True)
+class ReportMeta:
+    """Who/what produced a report, shown in its header and stored in metrics.json."""
+
+    title: str
+    model: str | None = None
+    command: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        from first_eval import __version__
+
+        return {"title": self.title, "model": self.model, "command": self.command, "version": __version__,
+                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+
+
+def metrics_document(audits: Sequence[TaskAudit], meta: ReportMeta) -> dict[str, Any]:
+    config = audits[0].config.to_dict() if audits else {}
+    return json_ready({
+        "schema": REPORT_SCHEMA,
+        "meta": meta.to_dict(),
+        "config": config,
+        "tasks": {audit.task: audit.to_dict() for audit in audits},
+    })
+
+
+def calibrators_document(audits: Sequence[TaskAudit]) -> dict[str, Any]:
+    """The calibrators fit on *all* of each task's questions, for reuse (e.g. ``first distill``)."""
+    return json_ready({
+        "schema": "first.calibrators/1",
+        "score_mode": audits[0].config.score_mode if audits else None,
+        "tasks": {
+            audit.task: {name: result.fitted for name, result in audit.calibrated.items() if result.fitted is not None}
+            for audit in audits
+        },
+    })
+
+
+def task_figures(audit: TaskAudit) -> dict[str, str]:
+    """Reliability diagram (before, and after cross-fitted temperature scaling when available)."""
+    from first_eval.plots import ReliabilityCurve, reliability_diagram_svg
+
+    def curve(label: str, bins) -> ReliabilityCurve:
+        return ReliabilityCurve(label, bins.edges, bins.counts, bins.mean_confidence, bins.accuracy)
+
+    curves = [curve(f"raw ({audit.config.score_mode})", audit.metrics.reliability)]
+    scaled = audit.calibrated.get("temperature")
+    if scaled is not None and scaled.metrics is not None:
+        curves.append(curve(f"after temperature (T={format_number(audit.temperature)}, cross-fitted)", scaled.metrics.reliability))
+    return {"reliability": reliability_diagram_svg(curves)}
+
+
+def build_report_files(audits: Sequence[TaskAudit], meta: ReportMeta) -> dict[str, str]:
+    """Everything ``first report`` writes, as texts keyed by file name (nothing touches the disk)."""
+    document = metrics_document(audits, meta)
+    figures = {audit.task: task_figures(audit) for audit in audits}
+    html = render(
+        "report.html.j2", meta=document["meta"], config=document["config"], audits=audits,
+        tasks=document["tasks"], figures=figures,
+    )
+    return {
+        "report.html": html,
+        "metrics.json": json.dumps(document, indent=2) + "\n",
+        "calibrators.json": json.dumps(calibrators_document(audits), indent=2) + "\n",
+    }
+
+
+def write_report(audits: Sequence[TaskAudit], output_dir: Path, meta: ReportMeta) -> list[Path]:
+    return write_outputs_atomically(Path(output_dir), build_report_files(audits, meta))
+
+
+def unique_tasks(audits: Iterable[TaskAudit]) -> None:
+    seen: dict[str, str] = {}
+    for audit in audits:
+        if audit.task in seen:
+            raise ValueError(f"task {audit.task!r} appears twice ({seen[audit.task]} and {audit.source}); "
+                             "audit different runs separately and compare them with `first compare`")
+        seen[audit.task] = audit.source
