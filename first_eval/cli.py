@@ -115,41 +115,100 @@ def print_summary(output: Path) -> None:
             f"{task:<32} n={metrics['n']:<6} acc={metrics['accuracy']:.3f} conf={metrics['mean_confidence']:.3f} "
             f"ECE={metrics['ece']:.3f}"
             + (f" -> {after:.3f} at T={temperature['temperature']:.3g}" if after is not None else ""),
-            highlight=False,
+            highlight=False, soft_wrap=True,
         )
-    console.print(f"wrote {output / 'report.html'}, metrics.json, calibrators.json", highlight=False)
+    console.print(f"wrote {output / 'report.html'}, metrics.json, calibrators.json", highlight=False, soft_wrap=True)
 
 
 @app.command("report")
 def report_command(
     paths: Optional[List[Path]] = typer.Argument(None, help="More samples files (so `--samples a.jsonl b.jsonl` works).", show_default=False),
     samples: Optional[List[Path]] = typer.Option(None, "--samples", help="lm-eval samples_<task>_<date>.jsonl files, results JSONs holding 'samples', or folders of them."),
-    output: Path = typer.Option(..., "--output", "-o", help="Folder for report.html, metrics.json, calibrators.json."),
+    output: Path = typer.Option(..., "--output", "-o", help="Folder for report.html, metrics.json, calibrators.json (and lm-eval's files for a live run)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Run lm-eval live with this model type (e.g. hf) instead of reading --samples.", rich_help_panel="Live run (lm-eval)"),
+    model_args: str = typer.Option("", "--model-args", help="lm-eval model args, e.g. pretrained=DIR,dtype=float32,gguf_file=FILE.", rich_help_panel="Live run (lm-eval)"),
+    tasks: Optional[str] = typer.Option(None, "--tasks", help="Comma-separated lm-eval multiple-choice tasks.", rich_help_panel="Live run (lm-eval)"),
+    include_path: Optional[Path] = typer.Option(None, "--include-path", help="Folder of extra lm-eval task YAMLs.", rich_help_panel="Live run (lm-eval)"),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Run lm-eval's own task definitions over local files DIR/<task>/<split>.jsonl (offline).", rich_help_panel="Live run (lm-eval)"),
+    num_fewshot: Optional[int] = typer.Option(None, "--num-fewshot", help="Few-shot examples per prompt (default: the task's).", rich_help_panel="Live run (lm-eval)"),
+    limit: Optional[float] = typer.Option(None, "--limit", help="At most this many questions per task (or a fraction < 1).", rich_help_panel="Live run (lm-eval)"),
+    batch_size: str = typer.Option("8", "--batch-size", help="lm-eval batch size (int, auto, auto:N).", rich_help_panel="Live run (lm-eval)"),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:0 ... (default: the model's).", rich_help_panel="Live run (lm-eval)"),
     bins: int = typer.Option(15, help="Equal-width confidence bins for ECE and the reliability diagram."),
     score: str = typer.Option("sum", help="Choice score: 'sum' (lm-eval acc) or 'char-norm' (lm-eval acc_norm)."),
     calibrators: str = typer.Option("temperature,platt,isotonic", help="Comma-separated calibrators to fit and cross-fit."),
     folds: int = typer.Option(5, help="Cross-fitting folds: calibrated metrics never score data the calibrator saw."),
     bootstrap: int = typer.Option(1000, help="Bootstrap resamples for confidence intervals (0 = none)."),
-    seed: int = typer.Option(0, help="Seed for folds and bootstrap."),
+    seed: int = typer.Option(0, help="Seed for folds, bootstrap (and lm-eval in a live run)."),
     title: str = typer.Option("Calibration report", help="Report title."),
 ) -> None:
-    """Audit calibration from lm-eval samples: metrics with CIs, calibrators, reliability diagrams.
+    """Audit calibration: metrics with CIs, calibrators, reliability diagrams (from lm-eval samples or a live run).
 
-    Example: first report --samples out/model/samples_arc_easy_*.jsonl --output runs/arc
+    Examples:
+
+      first report --samples out/model/samples_arc_easy_*.jsonl --output runs/arc
+
+      first report --model hf --model-args pretrained=DIR --tasks arc_easy --data-dir ../shared/datasets --limit 200 --output runs/arc
     """
     try:
         config = audit_config_from_flags(bins, score, calibrators, folds, bootstrap, seed)
         inputs = list(samples or []) + list(paths or [])
-        if not inputs:
-            raise InputError("give lm-eval samples with --samples PATH [PATH ...]")
-        from first_eval.lm_eval_bridge.samples import read_samples_path
+        if model is not None:
+            if inputs:
+                raise InputError("give either --samples (re-audit lm-eval files) or --model (run lm-eval), not both")
+            task_samples, model_label = live_task_samples(model, model_args, tasks, include_path, data_dir, num_fewshot,
+                                                          limit, batch_size, device, seed, output)
+        else:
+            if not inputs:
+                raise InputError("give lm-eval samples with --samples PATH [PATH ...], or run a model with --model hf --model-args pretrained=DIR --tasks T")
+            from first_eval.lm_eval_bridge.samples import read_samples_path
 
-        task_samples = [task for path in expand_sample_paths(inputs) for task in read_samples_path(path)]
+            task_samples = [task for path in expand_sample_paths(inputs) for task in read_samples_path(path)]
+            model_label = None
         check_unique_tasks(task_samples)
-        audit_and_write(task_samples, config, output, title, model=None)
+        audit_and_write(task_samples, config, output, title, model=model_label)
     except InputError as error:
         raise fail(str(error))
     print_summary(output)
+
+
+def live_task_samples(model, model_args, tasks, include_path, data_dir, num_fewshot, limit, batch_size, device, seed, output):
+    """Run lm-eval (its files kept under OUTPUT/lm-eval) and return its in-memory samples per task."""
+    from first_eval.lm_eval_bridge.live import LiveRunConfig, parse_model_args, run_lm_eval
+
+    if not tasks:
+        raise InputError("--tasks is required with --model (e.g. --tasks arc_easy,piqa)")
+    if limit is not None and float(limit).is_integer():
+        limit = int(limit)
+    run = run_lm_eval(LiveRunConfig(
+        tasks=parse_list(tasks, "--tasks"), output_dir=output / "lm-eval", model=model, model_args=model_args,
+        include_path=include_path, data_dir=data_dir, num_fewshot=num_fewshot, limit=limit,
+        batch_size=int(batch_size) if batch_size.isdigit() else batch_size, device=device, seed=seed,
+    ))
+    label = parse_model_args(model_args).get("pretrained", model) if model_args else model
+    return list(run.task_samples), label
+
+
+@app.command("compare")
+def compare_command(
+    runs: List[Path] = typer.Argument(..., help="Folders written by `first report` (each holds metrics.json)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Folder for the comparison report.html and metrics.json."),
+    names: Optional[str] = typer.Option(None, help="Comma-separated display names, one per run (default: model name or folder name)."),
+    baseline: Optional[str] = typer.Option(None, help="Model the deltas are taken against (default: the first run)."),
+    title: str = typer.Option("Calibration comparison", help="Report title."),
+) -> None:
+    """Compare audits of several models: table, side-by-side diagrams, deltas to a baseline.
+
+    Example: first compare runs/base runs/teacher --names base,teacher --output runs/compare
+    """
+    from first_eval.compare import models_from_run_dirs, write_comparison
+
+    try:
+        models = models_from_run_dirs(runs, parse_list(names, "--names") if names else None)
+        write_comparison(models, output, title, baseline, command="first " + shlex.join(sys.argv[1:]))
+    except InputError as error:
+        raise fail(str(error))
+    typer.echo(f"wrote {output / 'report.html'} and metrics.json", err=True)
 
 
 @app.command("demo")

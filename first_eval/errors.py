@@ -17,5 +17,6 @@ def did_you_mean(name: str, known: list[str] | tuple[str, ...], what: str = "nam
 
     close = difflib.get_close_matches(name, list(known), n=3, cutoff=0.6)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    shown = ", ".join(sorted(known)[:20]) + (", ..." if len(known) > 20 else "")
-    return f"unknown {what} {name!r}.{hint} Available: {shown}"
+    if len(known) > 30:  # e.g. lm-eval's ~15k task names: a list would drown the hint
+        return f"unknown {what} {name!r}.{hint}" + ("" if close else f" ({len(known)} known; check the spelling)")
+    return f"unknown {what} {name!r}.{hint} Available: {', '.join(sorted(known))}"

@@ -162,6 +162,11 @@ def task_samples_from_records(numbered_records: Iterable[tuple[int, dict]] | Ite
                 has_recorded[key] = False
             else:
                 recorded[key].append(float(value))
+                if recorded[key][-1] not in (0.0, 1.0):
+                    raise InputError(
+                        f"{where}: field {key!r} is {value!r}, not 0 or 1: this task scores questions itself "
+                        "(e.g. truthfulqa_mc2's probability mass), so its choices have no single gold answer to calibrate"
+                    )
 
     if not counts:
         raise InputError(f"{source}: no samples found")

@@ -105,3 +105,11 @@ def test_duplicate_filters_keep_one_record_per_doc(tmp_path):
     lines = [good_line(doc_id=0, filter="a"), good_line(doc_id=0, filter="b"), good_line(doc_id=1, filter="a")]
     (task,) = read_samples_path(write_lines(tmp_path / "samples_f_2026-01-01T00-00-00.000000.jsonl", lines))
     assert task.n_questions == 2
+
+
+def test_tasks_that_score_themselves_are_refused(tmp_path):
+    # truthfulqa_mc2 records its own "acc" as probability mass on the true answers.
+    line = good_line(acc=0.37)
+    path = write_lines(tmp_path / "samples_truthfulqa_mc2_2026-01-01T00-00-00.000000.jsonl", [line])
+    with pytest.raises(InputError, match="field 'acc' is 0.37, not 0 or 1"):
+        read_samples_path(path)

@@ -1,0 +1,167 @@
+"""Temperature scaling (Guo et al., "On Calibration of Modern Neural Networks", ICML 2017).
+
+One parameter ``T > 0`` divides every choice score before the per-question softmax:
+
+    p_ij(T) = exp(s_ij / T) / sum_k exp(s_ik / T)
+    NLL(T)  = -(1/n) sum_i log p_{i, gold_i}(T)
+
+``T`` is the minimiser of the mean NLL of the gold choice. Predictions (the argmax) never change.
+
+How it is fit. With ``beta = 1 / T`` the NLL is ``mean_i(logsumexp_j(beta s_ij) - beta s_{i,gold})``,
+a convex function of ``beta`` (log-sum-exp of linear functions). Its derivative
+
+    g(beta) = mean_i( E_{p_i(beta)}[s_i] - s_{i,gold} ),     g'(beta) = mean_i Var_{p_i(beta)}[s_i] >= 0
+
+is increasing, so the optimum is the single root of ``g`` — found by Brent's method (``brentq``) on
+``log beta`` between the bounds, to ~1e-12 relative precision in a dozen passes over the data. If
+``g`` has one sign over the whole range ``[1/max_temperature, 1/min_temperature]`` the optimum lies
+outside it: ``T`` is set to that bound, ``at_bound_`` says which, and a
+``TemperatureAtBoundWarning`` is issued. That happens when every answer is right (NLL keeps falling
+as ``T -> 0``) or when the scores rank the gold answer no better than chance (``T -> infinity``).
+The default range ``[1e-3, 1e5]`` covers real LLM scores: for summed log-likelihoods of long answers
+the NLL-optimal T can be in the thousands.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+
+from first_eval.calibrators.base import check_fit_input, check_fitted, check_kind
+from first_eval.scores import ChoiceProbs, ChoiceScores, ragged_max, ragged_sum
+
+DEFAULT_MIN_TEMPERATURE = 1e-3
+DEFAULT_MAX_TEMPERATURE = 1e5
+
+
+class TemperatureAtBoundWarning(UserWarning):
+    """The NLL-optimal temperature lies outside the allowed range; the fit stopped at a bound."""
+
+
+class TemperatureScaling:
+    """Single-temperature calibrator ``softmax(scores / T)``, T fit by minimum NLL of the gold choice.
+
+    Args:
+        min_temperature, max_temperature: the search range for ``T`` (``0 < min < max``).
+
+    Fitted attributes:
+        temperature_: float, the NLL-optimal T within the range.
+        at_bound_: ``None`` for an interior optimum, else ``"min"`` or ``"max"`` (the bound it stopped at).
+        nll_: mean NLL of the gold choice at ``temperature_`` on the fitting data.
+        n_fit_: number of questions it was fit on.
+    """
+
+    name = "temperature"
+
+    def __init__(self, min_temperature: float = DEFAULT_MIN_TEMPERATURE, max_temperature: float = DEFAULT_MAX_TEMPERATURE):
+        if not (0 < min_temperature < max_temperature < math.inf):
+            raise ValueError(
+                f"temperature range must satisfy 0 < min < max < inf; got min={min_temperature!r}, max={max_temperature!r}"
+            )
+        self.min_temperature = float(min_temperature)
+        self.max_temperature = float(max_temperature)
+        self.temperature_: float | None = None
+        self.at_bound_: str | None = None
+        self.nll_: float | None = None
+        self.n_fit_: int | None = None
+
+    def fit(self, scores: ChoiceScores) -> "TemperatureScaling":
+        """Set ``temperature_`` to the minimiser of the mean gold NLL over ``[min_temperature, max_temperature]``."""
+        check_fit_input(scores, "temperature scaling")
+        temperature, at_bound = nll_optimal_temperature(scores, self.min_temperature, self.max_temperature)
+        self.temperature_ = temperature
+        self.at_bound_ = at_bound
+        self.nll_ = float(-scores.gold_log_probs(temperature).mean())
+        self.n_fit_ = scores.n_questions
+        if at_bound is not None:
+            accuracy = float(scores.probabilities().correct.mean())
+            why = (
+                "the NLL keeps falling as T -> 0, as it does when (nearly) every top-scored answer is right"
+                if at_bound == "min"
+                else "the NLL keeps falling as T grows, as it does when the scores rank the gold answer no better than chance"
+            )
+            warnings.warn(
+                f"temperature scaling stopped at the {at_bound}imum temperature T={temperature:g}: {why} "
+                f"(accuracy {accuracy:.1%} on {scores.n_questions} questions)",
+                TemperatureAtBoundWarning,
+                stacklevel=2,
+            )
+        return self
+
+    def transform(self, scores: ChoiceScores) -> ChoiceProbs:
+        """``softmax(scores / temperature_)`` within each question; predictions are the scores' argmax."""
+        check_fitted(self, "temperature_")
+        return scores.probabilities(self.temperature_)
+
+    def to_dict(self) -> dict[str, Any]:
+        check_fitted(self, "temperature_")
+        return {
+            "kind": self.name,
+            "temperature": float(self.temperature_),
+            "at_bound": self.at_bound_,
+            "nll": float(self.nll_) if self.nll_ is not None else None,
+            "n_fit": int(self.n_fit_) if self.n_fit_ is not None else None,
+            "min_temperature": self.min_temperature,
+            "max_temperature": self.max_temperature,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TemperatureScaling":
+        """Rebuild from ``to_dict()``; only ``kind`` and ``temperature`` are required."""
+        check_kind(d, cls.name, ("temperature",))
+        temperature = d["temperature"]
+        if not isinstance(temperature, (int, float)) or not 0 < temperature < math.inf:
+            raise ValueError(f"temperature must be a positive finite number; got {temperature!r}")
+        calibrator = cls(
+            min_temperature=d.get("min_temperature", min(DEFAULT_MIN_TEMPERATURE, temperature)),
+            max_temperature=d.get("max_temperature", max(DEFAULT_MAX_TEMPERATURE, 2.0 * temperature)),
+        )
+        calibrator.temperature_ = float(temperature)
+        calibrator.at_bound_ = d.get("at_bound")
+        calibrator.nll_ = d.get("nll")
+        calibrator.n_fit_ = d.get("n_fit")
+        return calibrator
+
+    def __repr__(self) -> str:
+        fitted = f", temperature_={self.temperature_:.6g}" if self.temperature_ is not None else ""
+        return f"TemperatureScaling(min_temperature={self.min_temperature:g}, max_temperature={self.max_temperature:g}{fitted})"
+
+
+def nll_optimal_temperature(
+    scores: ChoiceScores,
+    min_temperature: float = DEFAULT_MIN_TEMPERATURE,
+    max_temperature: float = DEFAULT_MAX_TEMPERATURE,
+) -> tuple[float, str | None]:
+    """The T in ``[min_temperature, max_temperature]`` minimising the mean gold NLL (module docstring).
+
+    Returns:
+        ``(temperature, at_bound)`` with ``at_bound`` ``None`` (interior optimum), ``"min"`` or ``"max"``.
+        When every question's choices are tied the NLL does not depend on T; T = 1 is returned.
+    """
+    from scipy.optimize import brentq
+
+    offsets = scores.offsets
+    counts = scores.n_choices
+    # Centre each question on its max: beta * centred <= 0, so exp never overflows and Z >= 1.
+    centred = scores.choice_scores - np.repeat(ragged_max(scores.choice_scores, offsets), counts)  # (total,)
+    gold_centred = centred[offsets[:-1] + scores.gold]  # (n,)
+    if not centred.any():
+        return 1.0, None
+    mean_gold = float(gold_centred.mean())
+
+    def nll_slope(log_beta: float) -> float:
+        """g(beta) = mean_i(E_p[s_i] - s_{i,gold}), beta = exp(log_beta)."""
+        weights = np.exp(math.exp(log_beta) * centred)  # (total,) unnormalised p
+        expected = ragged_sum(weights * centred, offsets) / ragged_sum(weights, offsets)  # (n,)
+        return float(expected.mean()) - mean_gold
+
+    log_beta_low, log_beta_high = -math.log(max_temperature), -math.log(min_temperature)
+    if nll_slope(log_beta_low) >= 0.0:  # NLL increasing in beta everywhere: optimum at the largest T
+        return max_temperature, "max"
+    if nll_slope(log_beta_high) <= 0.0:  # NLL decreasing in beta everywhere: optimum at the smallest T
+        return min_temperature, "min"
+    log_beta = brentq(nll_slope, log_beta_low, log_beta_high, xtol=1e-12, rtol=4 * np.finfo(float).eps, maxiter=200)
+    return float(math.exp(-log_beta)), None

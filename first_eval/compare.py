@@ -1,0 +1,152 @@
+"""Compare audits of several models: models x tasks table, side-by-side diagrams, deltas to a baseline.
+
+Input is what ``first report`` wrote (``metrics.json`` of schema ``first.report/1``), so any two runs
+can be compared later without re-running a model. ``build_comparison`` is pure; ``write_comparison``
+renders and writes atomically.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from first_eval.errors import InputError
+
+COMPARE_SCHEMA = "first.compare/1"
+# Metrics shown in the table and differenced against the baseline; lower is better except where noted.
+TABLE_METRICS = ("accuracy", "ece", "brier", "nll")
+HIGHER_IS_BETTER = {"accuracy", "auroc"}
+DELTA_METRICS = ("accuracy", "ece", "ece_equal_mass", "mce", "brier", "nll", "auroc", "mean_confidence")
+
+
+@dataclass(frozen=True)
+class ModelAudit:
+    """One model's ``first.report/1`` document under the name it is shown with."""
+
+    name: str
+    source: str
+    tasks: dict[str, dict[str, Any]]
+
+
+def load_report_run(run_dir: Path) -> dict[str, Any]:
+    """Read ``RUN_DIR/metrics.json`` written by ``first report``."""
+    path = run_dir / "metrics.json" if run_dir.is_dir() else run_dir
+    if not path.exists():
+        raise InputError(f"{run_dir}: no metrics.json here; run `first report ... --output {run_dir}` first")
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise InputError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(document, dict) or document.get("schema") != "first.report/1":
+        schema = document.get("schema") if isinstance(document, dict) else None
+        raise InputError(f"{path}: schema is {schema!r}, expected 'first.report/1' (a metrics.json from `first report`)")
+    return document
+
+
+def model_name_for(document: Mapping[str, Any], run_dir: Path) -> str:
+    model = (document.get("meta") or {}).get("model")
+    return str(model) if model else run_dir.name
+
+
+def unique_names(names: Sequence[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name} ({seen[name]})")
+    return out
+
+
+def build_comparison(models: Sequence[ModelAudit], baseline: str | None = None) -> dict[str, Any]:
+    """The combined document: every model's tasks, plus each model's deltas against the baseline."""
+    if not models:
+        raise InputError("nothing to compare; give one or more run folders")
+    names = [m.name for m in models]
+    baseline = baseline or names[0]
+    if baseline not in names:
+        from first_eval.errors import did_you_mean
+
+        raise InputError("--baseline: " + did_you_mean(baseline, names, "model"))
+    base = next(m for m in models if m.name == baseline)
+    tasks = sorted({task for m in models for task in m.tasks}, key=lambda t: (t not in base.tasks, t))
+    deltas: dict[str, dict[str, dict[str, float | None]]] = {}
+    for model in models:
+        if model.name == baseline:
+            continue
+        deltas[model.name] = {}
+        for task in tasks:
+            if task in model.tasks and task in base.tasks:
+                deltas[model.name][task] = {
+                    metric: _difference(model.tasks[task].get(metric), base.tasks[task].get(metric)) for metric in DELTA_METRICS
+                }
+    return {
+        "schema": COMPARE_SCHEMA,
+        "baseline": baseline,
+        "task_order": tasks,
+        "models": {m.name: {"source": m.source, "tasks": m.tasks} for m in models},
+        "deltas": deltas,
+    }
+
+
+def _difference(value: Any, reference: Any) -> float | None:
+    if value is None or reference is None:
+        return None
+    return float(value) - float(reference)
+
+
+def comparison_figures(document: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+    """Per task, per model: a reliability diagram (raw scores) with identical axes."""
+    from first_eval.plots import ReliabilityCurve, reliability_diagram_svg
+
+    figures: dict[str, dict[str, str]] = {}
+    for task in document["task_order"]:
+        figures[task] = {}
+        for name, model in document["models"].items():
+            metrics = model["tasks"].get(task)
+            if not metrics or "reliability" not in metrics:
+                continue
+            bins = metrics["reliability"]
+            curve = ReliabilityCurve(
+                name, np.asarray(bins["edges"], float), np.asarray(bins["counts"], float),
+                _as_float_array(bins["mean_confidence"]), _as_float_array(bins["accuracy"]),
+            )
+            figures[task][name] = reliability_diagram_svg([curve], width_in=3.3, height_in=3.7)
+    return figures
+
+
+def _as_float_array(values: Sequence[Any]) -> np.ndarray:
+    return np.asarray([np.nan if v is None else v for v in values], dtype=float)
+
+
+def render_comparison(document: Mapping[str, Any], title: str, meta: Mapping[str, Any], extra_sections: str = "") -> str:
+    from first_eval.report import render
+
+    return render(
+        "compare.html.j2", meta=dict(meta, title=title), doc=document, figures=comparison_figures(document),
+        table_metrics=TABLE_METRICS, higher_is_better=HIGHER_IS_BETTER, extra_sections=extra_sections,
+    )
+
+
+def write_comparison(models: Sequence[ModelAudit], output_dir: Path, title: str, baseline: str | None = None,
+                     command: str | None = None) -> list[Path]:
+    from first_eval.report import ReportMeta, json_ready, write_outputs_atomically
+
+    meta = ReportMeta(title=title, model=", ".join(m.name for m in models), command=command).to_dict()
+    document = build_comparison(models, baseline)
+    document["meta"] = meta
+    html = render_comparison(document, title, meta)
+    return write_outputs_atomically(
+        Path(output_dir), {"report.html": html, "metrics.json": json.dumps(json_ready(document), indent=2) + "\n"}
+    )
+
+
+def models_from_run_dirs(run_dirs: Sequence[Path], names: Sequence[str] | None = None) -> list[ModelAudit]:
+    documents = [load_report_run(Path(d)) for d in run_dirs]
+    if names is not None and len(names) != len(run_dirs):
+        raise InputError(f"--names has {len(names)} name(s) for {len(run_dirs)} run folder(s)")
+    labels = unique_names(list(names) if names else [model_name_for(doc, Path(d)) for doc, d in zip(documents, run_dirs)])
+    return [ModelAudit(label, str(d), doc["tasks"]) for label, d, doc in zip(labels, run_dirs, documents)]

@@ -1,0 +1,88 @@
+"""An offline Hugging Face environment for one lm-eval run, and quieter lm-eval logging.
+
+``offline_hf(hf_home)`` sets, for the duration of a ``with`` block:
+
+- ``HF_HUB_OFFLINE=1``, ``HF_DATASETS_OFFLINE=1``, ``TRANSFORMERS_OFFLINE=1``: no library tries the network;
+- ``HF_HOME=hf_home`` unless the user set ``HF_HOME`` (their cache, with any models and datasets in it,
+  is then used); ``HF_DATASETS_CACHE`` follows ``HF_HOME`` unless the user set it.
+
+``huggingface_hub`` and ``datasets`` read these variables once, when first imported. When they were
+imported before the block (by a caller, or an earlier run in the same process), their module-level
+copies are set too, and restored afterwards, so the block is offline whatever the import order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Iterator
+
+OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
+# Loggers whose INFO lines (task lists, seeds, "Building contexts ...") we hide unless verbose.
+NOISY_LOGGERS = ("lm_eval", "lm-eval")
+
+
+def user_hf_home() -> Path | None:
+    """The user's ``HF_HOME`` when set, else None."""
+    value = os.environ.get("HF_HOME")
+    return Path(value).expanduser() if value else None
+
+
+@contextlib.contextmanager
+def offline_hf(hf_home: Path) -> Iterator[Path]:
+    """Run the block offline with Hugging Face caches under ``hf_home`` (or the user's ``HF_HOME``); yields the one in use."""
+    home = user_hf_home() or Path(hf_home)
+    datasets_cache = Path(os.environ.get("HF_DATASETS_CACHE") or home / "datasets")
+    wanted = {name: "1" for name in OFFLINE_VARIABLES}
+    wanted["HF_HOME"] = str(home)
+    wanted["HF_DATASETS_CACHE"] = str(datasets_cache)
+    saved_env = {name: os.environ.get(name) for name in wanted}
+    saved_attrs: list[tuple[object, str, object]] = []
+
+    def set_attr(module_name: str, attribute: str, value: object) -> None:
+        module = sys.modules.get(module_name)
+        if module is not None and hasattr(module, attribute):
+            saved_attrs.append((module, attribute, getattr(module, attribute)))
+            setattr(module, attribute, value)
+
+    os.environ.update(wanted)
+    set_attr("huggingface_hub.constants", "HF_HUB_OFFLINE", True)
+    set_attr("datasets.config", "HF_HUB_OFFLINE", True)
+    set_attr("datasets.config", "HF_DATASETS_OFFLINE", True)
+    set_attr("datasets.config", "HF_DATASETS_CACHE", datasets_cache)
+    try:
+        yield home
+    finally:
+        for module, attribute, value in reversed(saved_attrs):
+            setattr(module, attribute, value)
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextlib.contextmanager
+def quiet_lm_eval_logging(verbose: bool) -> Iterator[None]:
+    """Raise lm-eval's loggers to WARNING for the block; ``verbose`` shows its INFO lines instead (lm-eval's format).
+
+    tqdm progress bars are not logging and stay either way.
+    """
+    if verbose:
+        from lm_eval.utils import setup_logging
+
+        setup_logging(logging.INFO)
+        yield
+        return
+    loggers = [logging.getLogger(name) for name in NOISY_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)

@@ -1,0 +1,30 @@
+"""AUROC of confidence for correctness: can the confidence tell right answers from wrong ones?
+
+    AUROC = P(c_right > c_wrong) + 1/2 P(c_right = c_wrong)
+          = (sum of the mid-ranks of the correct answers - P (P + 1) / 2) / (P N)
+
+for ``P`` correct and ``N`` wrong answers (Mann-Whitney U; Hanley & McNeil 1982). Ties count half,
+which is what ``sklearn.metrics.roc_auc_score(correct, confidences)`` computes with its trapezoidal
+ROC. It is undefined (None) when every answer is right or every answer is wrong.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from first_eval.metrics._validation import check_confidences_and_correct
+from first_eval.metrics.ranking import rank_by_confidence
+
+
+def auroc(confidences, correct) -> float | None:
+    """AUROC of ``confidences`` (n,) in [0, 1] for ``correct`` (n,) bool or 0/1; None with one class."""
+    confidences, correct = check_confidences_and_correct(confidences, correct)
+    n_correct = int(correct.sum())
+    n_wrong = len(correct) - n_correct
+    if n_correct == 0 or n_wrong == 0:
+        return None
+    ranking = rank_by_confidence(confidences, correct)
+    # 1-based mid-rank of each tie group: the mean of positions start+1 .. end.
+    mid_ranks = (ranking.group_starts + ranking.group_ends + 1) / 2.0
+    rank_sum = float(np.dot(mid_ranks, ranking.group_correct))
+    return (rank_sum - n_correct * (n_correct + 1) / 2.0) / (n_correct * n_wrong)
