@@ -13,17 +13,23 @@ from __future__ import annotations
 import numpy as np
 
 from first_eval.metrics._validation import check_confidences_and_correct
-from first_eval.metrics.ranking import rank_by_confidence
+from first_eval.metrics.ranking import ConfidenceRanking, rank_by_confidence
 
 
 def auroc(confidences, correct) -> float | None:
     """AUROC of ``confidences`` (n,) in [0, 1] for ``correct`` (n,) bool or 0/1; None with one class."""
     confidences, correct = check_confidences_and_correct(confidences, correct)
-    n_correct = int(correct.sum())
-    n_wrong = len(correct) - n_correct
+    if correct.all() or not correct.any():
+        return None
+    return auroc_from_ranking(rank_by_confidence(confidences, correct))
+
+
+def auroc_from_ranking(ranking: ConfidenceRanking) -> float | None:
+    """AUROC from an existing ranking (saves the sort when several metrics share one)."""
+    n_correct = int(ranking.group_correct.sum())
+    n_wrong = ranking.n - n_correct
     if n_correct == 0 or n_wrong == 0:
         return None
-    ranking = rank_by_confidence(confidences, correct)
     # 1-based mid-rank of each tie group: the mean of positions start+1 .. end.
     mid_ranks = (ranking.group_starts + ranking.group_ends + 1) / 2.0
     rank_sum = float(np.dot(mid_ranks, ranking.group_correct))

@@ -11,7 +11,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from first_eval.metrics.auroc import auroc
+from first_eval.metrics.auroc import auroc_from_ranking
 from first_eval.metrics.binning import ReliabilityBins, reliability_bins
 from first_eval.metrics.bootstrap import check_bootstrap_arguments, percentile_interval
 from first_eval.metrics.debiased import debiased_calibration_error
@@ -19,7 +19,8 @@ from first_eval.metrics.ece import equal_mass_calibration_errors, equal_width_ca
 from first_eval.metrics.proper_scores import per_question_brier, per_question_nll
 from first_eval.metrics.resampled import SCALAR_METRICS, ResampleEngine
 from first_eval.metrics._validation import check_confidences_and_correct, check_coverage, check_n_bins
-from first_eval.metrics.selective import aurc, selective_accuracy
+from first_eval.metrics.ranking import rank_by_confidence
+from first_eval.metrics.selective import aurc_from_ranking, selective_accuracy_from_ranking
 from first_eval.metrics.smooth_ece import fit_smooth_ece
 from first_eval.scores import ChoiceProbs
 
@@ -115,6 +116,7 @@ def compute_metrics(
     brier = per_question_brier(probs.choice_probs, probs.offsets, probs.gold)
     nll = per_question_nll(probs.choice_probs, probs.offsets, probs.gold)
 
+    ranking = rank_by_confidence(confidences, correct)  # shared by AUROC, AURC, selective and the bootstrap
     width = equal_width_calibration_errors(confidences, correct, n_bins)
     smooth = fit_smooth_ece(confidences, correct)
     points: dict[str, float | None] = {
@@ -124,17 +126,17 @@ def compute_metrics(
         "ece_equal_mass": equal_mass_calibration_errors(confidences, correct, n_bins).ece,
         "ece_debiased": debiased_calibration_error(confidences, correct, n_bins),
         "brier": float(brier.mean()), "nll": float(nll.mean()),
-        "auroc": auroc(confidences, correct),
-        "aurc": aurc(confidences, correct),
+        "auroc": auroc_from_ranking(ranking),
+        "aurc": aurc_from_ranking(ranking),
         "smooth_ece": smooth.value,
     }
-    selective_points = [selective_accuracy(confidences, correct, q) for q in coverages]
+    selective_points = [selective_accuracy_from_ranking(ranking, q) for q in coverages]
 
     intervals: dict[str, tuple[float | None, float | None]] = {name: (None, None) for name in points}
     selective_intervals = [(None, None)] * len(coverages)
     n_smooth = 0
     if n_bootstrap > 0:
-        engine = ResampleEngine(confidences, correct, brier, nll, n_bins, coverages, smooth.bandwidth)
+        engine = ResampleEngine(ranking, brier, nll, n_bins, coverages, smooth.bandwidth)
         resampled = engine.run(n_bootstrap, seed, smooth_resamples=SMOOTH_ECE_RESAMPLES)
         for name in SCALAR_METRICS:
             intervals[name] = percentile_interval(resampled.scalars[name], confidence_level)

@@ -27,6 +27,7 @@ With all-ones counts every value equals the point estimate of the plain function
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,7 +36,7 @@ from first_eval.metrics.binning import BinSums, equal_mass_bin_indices, equal_ma
 from first_eval.metrics.bootstrap import resample_counts, resample_draw_blocks
 from first_eval.metrics.debiased import debiased_l2_from_bin_sums
 from first_eval.metrics.ece import calibration_errors_from_gaps
-from first_eval.metrics.ranking import rank_by_confidence
+from first_eval.metrics.ranking import ConfidenceRanking
 from first_eval.metrics.smooth_ece import grid_assignment, grid_size, smooth_ece_from_grids
 
 SCALAR_METRICS = (
@@ -58,15 +59,14 @@ class ResampleEngine:
     """Precomputed layout of one data set; ``evaluate`` maps resample counts to metric values.
 
     Args:
-        confidences, correct: (n,) validated arrays (float64, bool).
-        brier, nll: (n,) per-question proper scores.
+        ranking: the questions ranked by confidence (``rank_by_confidence``).
+        brier, nll: (n,) per-question proper scores, in the original question order.
         n_bins: equal-width bins (and equal-mass bins before de-duplication).
         coverages: coverages of the selective accuracies, each in (0, 1].
         smooth_bandwidth: fixed kernel bandwidth for the smooth ECE, or None to skip it.
     """
 
-    def __init__(self, confidences, correct, brier, nll, n_bins: int, coverages, smooth_bandwidth: float | None):
-        ranking = rank_by_confidence(confidences, correct)
+    def __init__(self, ranking: ConfidenceRanking, brier, nll, n_bins: int, coverages, smooth_bandwidth: float | None):
         self.n = n = ranking.n
         self.correct = ranking.correct
         self.coverages = np.asarray(coverages, dtype=np.float64)
@@ -116,12 +116,14 @@ class ResampleEngine:
         if smooth_bandwidth is not None:
             self._smooth_map = _grid_map(ranked, ranked - ranking.correct, grid_size(smooth_bandwidth))
 
-    def evaluate(self, counts: np.ndarray, smooth_rows: int = 0) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    def evaluate(self, counts: np.ndarray, smooth_rows: int = 0,
+                 weights: np.ndarray | None = None) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
         """Metrics for a block of resamples.
 
         Args:
             counts: (B, n) integer multiplicities in ranked order, each row summing to n.
             smooth_rows: how many of the first rows also get a smooth ECE.
+            weights: ``counts`` as float32, when the caller has it already.
 
         Returns:
             (scalars: name -> (B,), selective accuracy (B, C), smooth ECE (smooth_rows,)).
@@ -130,7 +132,7 @@ class ResampleEngine:
         n, n_rows = self.n, len(counts)
         if counts.ndim != 2 or counts.shape[1] != n or (counts.sum(axis=1) != n).any():
             raise ValueError(f"counts must be (B, {n}) multiplicities summing to {n} per row")
-        weights = counts.astype(np.float32)
+        weights = counts.astype(np.float32) if weights is None else weights
         feature_sums = (weights @ self.features).astype(np.float64)  # (B, 2 + M + M')
 
         runs, plain = self.runs, self.plain_runs
@@ -240,21 +242,38 @@ class ResampleEngine:
         return scalars, selective
 
     def run(self, n_resamples: int, seed: int, smooth_resamples: int = 200) -> ResampledValues:
-        """Draw ``n_resamples`` seeded resamples (``bootstrap.resample_draw_blocks``) and evaluate them all."""
-        scalars = {name: [] for name in SCALAR_METRICS}
-        selective, smooth = [], []
-        done = 0
-        for draws in resample_draw_blocks(self.n, n_resamples, seed):
+        """Draw ``n_resamples`` seeded resamples (``bootstrap.resample_draw_blocks``) and evaluate them all.
+
+        Drawing and counting (about half the work; numpy releases the GIL for both) runs one block ahead
+        in a helper thread, so a second core overlaps it with the evaluation. The thread consumes the one
+        random stream in block order, so results do not depend on timing.
+        """
+        blocks = resample_draw_blocks(self.n, n_resamples, seed)
+
+        def next_counts() -> tuple[np.ndarray, np.ndarray] | None:
+            draws = next(blocks, None)
+            if draws is None:
+                return None
             counts = np.empty(draws.shape, dtype=np.int64)
             for row, row_draws in enumerate(draws):
                 counts[row] = resample_counts(row_draws, self.n)
-            block_scalars, block_selective, block_smooth = self.evaluate(
-                counts, smooth_rows=max(0, min(len(draws), smooth_resamples - done)))
-            for name in SCALAR_METRICS:
-                scalars[name].append(block_scalars[name])
-            selective.append(block_selective)
-            smooth.append(block_smooth)
-            done += len(draws)
+            return counts, counts.astype(np.float32)
+
+        scalars = {name: [] for name in SCALAR_METRICS}
+        selective, smooth = [], []
+        done = 0
+        with ThreadPoolExecutor(max_workers=1) as prefetcher:
+            pending = prefetcher.submit(next_counts)
+            while (block := pending.result()) is not None:
+                pending = prefetcher.submit(next_counts)
+                counts, weights = block
+                block_scalars, block_selective, block_smooth = self.evaluate(
+                    counts, smooth_rows=max(0, min(len(counts), smooth_resamples - done)), weights=weights)
+                for name in SCALAR_METRICS:
+                    scalars[name].append(block_scalars[name])
+                selective.append(block_selective)
+                smooth.append(block_smooth)
+                done += len(counts)
         return ResampledValues(
             scalars={name: np.concatenate(parts) for name, parts in scalars.items()},
             selective_accuracy=np.concatenate(selective),

@@ -53,7 +53,10 @@ def _expected_errors(ranking: ConfidenceRanking, top: np.ndarray) -> np.ndarray:
 def risk_coverage_curve(confidences, correct) -> RiskCoverageCurve:
     """The risk-coverage curve of ``confidences`` (n,) for ``correct`` (n,) (module docstring)."""
     confidences, correct = check_confidences_and_correct(confidences, correct)
-    ranking = rank_by_confidence(confidences, correct)
+    return risk_coverage_from_ranking(rank_by_confidence(confidences, correct))
+
+
+def risk_coverage_from_ranking(ranking: ConfidenceRanking) -> RiskCoverageCurve:
     n = ranking.n
     sizes, errors, before, errors_before = _descending_groups(ranking)
     group = np.repeat(np.arange(len(sizes)), sizes.astype(np.int64))
@@ -67,10 +70,18 @@ def aurc(confidences, correct) -> float:
     return float(risk_coverage_curve(confidences, correct).risk.mean())
 
 
+def aurc_from_ranking(ranking: ConfidenceRanking) -> float:
+    return float(risk_coverage_from_ranking(ranking).risk.mean())
+
+
 def selective_accuracy(confidences, correct, coverage: float) -> float:
     """Accuracy on the ``coverage`` share (in (0, 1]) of questions with the highest confidence."""
     coverage = check_coverage(coverage)
     confidences, correct = check_confidences_and_correct(confidences, correct)
-    ranking = rank_by_confidence(confidences, correct)
+    return selective_accuracy_from_ranking(rank_by_confidence(confidences, correct), coverage)
+
+
+def selective_accuracy_from_ranking(ranking: ConfidenceRanking, coverage: float) -> float:
+    coverage = check_coverage(coverage)
     top = coverage * ranking.n
     return float(1.0 - _expected_errors(ranking, np.array([top]))[0] / top)

@@ -30,7 +30,7 @@ def _kl_rows(p, log_q):
     return (torch.xlogy(p, p) - p * log_q).sum(-1)
 
 
-def _all_losses(teacher, topk_ids, topk_probs, labels, mask, chunk_size=losses.DEFAULT_CHUNK_SIZE):
+def _all_losses(teacher, topk_ids, topk_probs, labels, mask, chunk_size=None):
     return {
         "topk_kl": lambda z: losses.topk_kl(z, topk_ids, topk_probs, mask, chunk_size=chunk_size),
         "topk_tail_kl": lambda z: losses.topk_tail_kl(z, topk_ids, topk_probs, mask, chunk_size=chunk_size),
@@ -212,7 +212,7 @@ def test_chunked_equals_unchunked_in_value_and_gradient(name):
     student, teacher, _, topk_ids, topk_probs, labels, mask = _batch()
     n_rows = int(mask.sum())
     results = []
-    for chunk_size in (1, 2, 3, n_rows, n_rows + 5, losses.DEFAULT_CHUNK_SIZE):
+    for chunk_size in (1, 2, 3, n_rows, n_rows + 5, None):
         student_input = student.clone().requires_grad_()
         value = _all_losses(teacher, topk_ids, topk_probs, labels, mask, chunk_size=chunk_size)[name](student_input)
         value.backward()
@@ -263,7 +263,7 @@ def test_bad_shapes_and_arguments_raise_value_errors_quoting_them():
         losses.topk_kl(student, topk_ids, topk_probs[..., :2], mask)
     with pytest.raises(ValueError, match=r"student_logits must be a float \(B, T, V\) tensor"):
         losses.topk_tail_kl(student[0], topk_ids, topk_probs, mask)
-    with pytest.raises(ValueError, match="chunk_size must be a positive int, got 0"):
+    with pytest.raises(ValueError, match="chunk_size must be a positive int or None, got 0"):
         losses.sampled_kl(student, topk_ids, topk_probs.float(), mask, chunk_size=0)
     with pytest.raises(ValueError, match="temperature must be > 0, got 0.0"):
         losses.full_kl(student, teacher.float(), mask, temperature=0.0)
