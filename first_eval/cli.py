@@ -20,9 +20,12 @@ app = typer.Typer(
     name="first",
     help=(
         "Reliability-first toolkit for LLMs: audit calibration, distil calibrated students.\n\n"
-        "Examples:\n\n"
-        "  first demo                                   # built-in demo, writes runs/demo/report.html\n\n"
-        "  first report --samples out/samples_arc_easy_*.jsonl --output runs/arc   # audit lm-eval samples"
+        "\b\nExamples:\n"
+        "  first demo                                  # built-in demo -> runs/demo/report.html\n"
+        "  first report --samples out/ --output runs/a # audit lm-eval samples files\n"
+        "  first report --model hf --model-args pretrained=DIR --tasks arc_easy \\\n"
+        "      --data-dir ../shared/datasets --output runs/b   # run lm-eval offline, then audit\n"
+        "  first compare runs/a runs/b --output runs/cmp       # side-by-side comparison\n"
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -211,28 +214,16 @@ def compare_command(
     typer.echo(f"wrote {output / 'report.html'} and metrics.json", err=True)
 
 
-@app.command("demo")
-def demo_command(
-    output: Path = typer.Option(Path("runs/demo"), "--output", "-o", help="Folder for the demo's samples and report."),
-    seed: int = typer.Option(0, help="Seed of the synthetic tasks."),
-    bootstrap: int = typer.Option(1000, help="Bootstrap resamples."),
-) -> None:
-    """Built-in demo: synthetic lm-eval samples with a planted miscalibration, audited by `first report`.
-
-    Example: first demo --output runs/demo
-    """
+def synthetic_demo(output: Path, seed: int = 0, bootstrap: int = 1000) -> None:
+    """Synthetic lm-eval samples with a planted miscalibration, audited like `first report --samples`."""
+    from first_eval.lm_eval_bridge.samples import read_samples_path
     from first_eval.synthetic import DEMO_TASKS, write_demo_samples
 
-    try:
-        paths = write_demo_samples(output / "samples", seed=seed)
-        from first_eval.lm_eval_bridge.samples import read_samples_path
-
-        task_samples = [task for path in paths for task in read_samples_path(path)]
-        config = audit_config_from_flags(15, "sum", "temperature,platt,isotonic", 5, bootstrap, seed)
-        audit_and_write(task_samples, config, output, "first demo: synthetic tasks with planted miscalibration",
-                        model="synthetic (planted sharpness: " + ", ".join(f"{t.name}={t.sharpness}" for t in DEMO_TASKS) + ")")
-    except InputError as error:
-        raise fail(str(error))
+    paths = write_demo_samples(output / "samples", seed=seed)
+    task_samples = [task for path in paths for task in read_samples_path(path)]
+    config = audit_config_from_flags(15, "sum", "temperature,platt,isotonic", 5, bootstrap, seed)
+    audit_and_write(task_samples, config, output, "first demo: synthetic tasks with planted miscalibration",
+                    model="synthetic (planted sharpness: " + ", ".join(f"{t.name}={t.sharpness}" for t in DEMO_TASKS) + ")")
     print_summary(output)
 
 

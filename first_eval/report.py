@@ -27,9 +27,7 @@ def template_dir() -> Path:
     checkout = Path(__file__).resolve().parent.parent / "reports" / "templates"
     if (checkout / "base.html.j2").is_file():
         return checkout
-    from importlib.resources import files
-
-    return Path(str(files("first_eval._templates")))
+    return Path(__file__).resolve().parent / "_templates"  # the wheel's copy (package first_eval._templates)
 
 
 def jinja_environment():

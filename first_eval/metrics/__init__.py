@@ -6,8 +6,13 @@ metrics are plain functions of arrays: ``confidences`` (n,) = probability of the
 
 Where each metric lives: ``binning`` (bins, reliability bins), ``ece`` (ECE, MCE, RMSCE), ``debiased``
 (Kumar et al.), ``smooth_ece`` (Błasiok & Nakkiran), ``proper_scores`` (Brier, NLL), ``auroc``,
-``selective`` (risk-coverage, AURC, selective accuracy), ``bootstrap`` (resamples, percentile
-intervals), ``resampled`` (all metrics on many resamples at once), ``metric_set`` (the result type).
+``selective`` (risk-coverage, AURC, selective accuracy), ``ranking`` (the confidence order and tie
+groups those two share), ``bootstrap`` (resamples, percentile intervals), ``resampled`` (all metrics on
+many resamples at once), ``metric_set`` (the result type and ``compute_metrics``).
+
+The functions ``ece``, ``auroc`` and ``smooth_ece`` share their module's name, so
+``from first_eval.metrics import ece`` gives the function; import the module as
+``first_eval.metrics.ece`` via ``from first_eval.metrics.ece import ...``.
 """
 
 from first_eval.metrics.auroc import auroc

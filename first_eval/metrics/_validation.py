@@ -25,12 +25,12 @@ def check_confidences_and_correct(confidences, correct) -> tuple[np.ndarray, np.
     low, high = confidences.min(), confidences.max()
     if not (low >= 0.0 and high <= 1.0):  # also catches NaN
         bad = int(np.flatnonzero(~((confidences >= 0.0) & (confidences <= 1.0)))[0])
-        raise ValueError(f"confidences must lie in [0, 1]; got {confidences[bad]!r} at index {bad}")
+        raise ValueError(f"confidences must lie in [0, 1]; got {confidences[bad].item()!r} at index {bad}")
     if correct.dtype != np.bool_:
         is_binary = (correct == 0) | (correct == 1)
         if not is_binary.all():
             bad = int(np.flatnonzero(~is_binary)[0])
-            raise ValueError(f"correct must be 0/1 or bool; got {correct[bad]!r} at index {bad}")
+            raise ValueError(f"correct must be 0/1 or bool; got {correct[bad].item()!r} at index {bad}")
         correct = correct.astype(bool)
     return confidences, correct
 

@@ -10,8 +10,6 @@ ROC. It is undefined (None) when every answer is right or every answer is wrong.
 
 from __future__ import annotations
 
-import numpy as np
-
 from first_eval.metrics._validation import check_confidences_and_correct
 from first_eval.metrics.ranking import ConfidenceRanking, rank_by_confidence
 
@@ -32,5 +30,5 @@ def auroc_from_ranking(ranking: ConfidenceRanking) -> float | None:
         return None
     # 1-based mid-rank of each tie group: the mean of positions start+1 .. end.
     mid_ranks = (ranking.group_starts + ranking.group_ends + 1) / 2.0
-    rank_sum = float(np.dot(mid_ranks, ranking.group_correct))
+    rank_sum = float((mid_ranks * ranking.group_correct).sum())
     return (rank_sum - n_correct * (n_correct + 1) / 2.0) / (n_correct * n_wrong)

@@ -21,6 +21,8 @@ import numpy as np
 
 from first_eval.metrics._validation import check_confidences_and_correct, check_n_bins
 
+CHUNK = 1 << 16  # questions per chunk in equal_width_bin_sums: the chunk's temporaries stay in L2 cache
+
 
 def equal_width_edges(n_bins: int) -> np.ndarray:
     """(M+1,) edges ``0, 1/M, ..., 1`` exactly as ``np.linspace(0, 1, M + 1)``."""
@@ -30,18 +32,25 @@ def equal_width_edges(n_bins: int) -> np.ndarray:
 def equal_width_bin_indices(confidences: np.ndarray, n_bins: int) -> np.ndarray:
     """(n,) intp bin index in ``0..M-1`` of each confidence (assumed already in [0, 1]).
 
-    Same result as ``np.searchsorted(edges[1:-1], confidences, side="right")`` but about 4x faster:
-    ``floor(c * M)`` is exact except within an ulp of an edge, so it is corrected against the float
-    edges afterwards (the method of ``np.histogram``'s uniform-bin fast path).
+    Same result as ``np.searchsorted(edges[1:-1], confidences, side="right")`` but ~5x faster:
+    ``floor(c * M)`` can only disagree with the float edges when ``c * M`` rounds to within a few ulps
+    of an integer, so just those entries are re-checked against the edges (``np.histogram``'s idea).
     """
     n_bins = check_n_bins(n_bins)
-    edges = equal_width_edges(n_bins)
-    indices = (confidences * n_bins).astype(np.intp)
-    np.minimum(indices, n_bins - 1, out=indices)
-    indices -= confidences < edges.take(indices)
-    upper = edges[1:].copy()
-    upper[-1] = np.inf  # the last bin is closed: nothing moves past it
-    indices += confidences >= upper.take(indices)
+    scaled = confidences * n_bins
+    indices = scaled.astype(np.intp)
+    np.minimum(indices, n_bins - 1, out=indices)  # confidence 1.0 -> the last, closed bin
+    fraction = scaled - indices
+    tolerance = max(1e-9, 64 * n_bins * np.finfo(np.float64).eps)
+    near_edge = np.flatnonzero((fraction < tolerance) | (fraction > 1 - tolerance))
+    if len(near_edge):
+        edges = equal_width_edges(n_bins)
+        upper = edges[1:].copy()
+        upper[-1] = np.inf  # nothing moves past the last bin
+        values, fixed = confidences[near_edge], indices[near_edge]
+        fixed -= values < edges[fixed]
+        fixed += values >= upper[fixed]
+        indices[near_edge] = fixed
     return indices
 
 
@@ -51,10 +60,15 @@ def equal_mass_upper_edges(confidences: np.ndarray, n_bins: int) -> np.ndarray:
     Exactly ``calibration.utils.get_equal_bins`` (Kumar et al. 2019): midpoints between ``np.array_split``
     runs of the sorted confidences, de-duplicated.
     """
-    n_bins = min(check_n_bins(n_bins), len(confidences))
-    sorted_confidences = np.sort(confidences)
-    run_lengths = np.full(n_bins, len(confidences) // n_bins)
-    run_lengths[: len(confidences) % n_bins] += 1
+    return equal_mass_upper_edges_of_sorted(np.sort(confidences), n_bins)
+
+
+def equal_mass_upper_edges_of_sorted(sorted_confidences: np.ndarray, n_bins: int) -> np.ndarray:
+    """``equal_mass_upper_edges`` for confidences already sorted ascending (saves the sort)."""
+    n = len(sorted_confidences)
+    n_bins = min(check_n_bins(n_bins), n)
+    run_lengths = np.full(n_bins, n // n_bins)
+    run_lengths[: n % n_bins] += 1
     run_ends = np.cumsum(run_lengths)[:-1]  # index of the first value of runs 1..M-1
     midpoints = (sorted_confidences[run_ends - 1] + sorted_confidences[run_ends]) / 2.0
     return np.unique(np.append(midpoints, 1.0))
@@ -96,6 +110,21 @@ def bin_sums(bin_indices: np.ndarray, confidences: np.ndarray, correct: np.ndarr
     return BinSums(counts, confidence_sums, pair_counts[:, 1].astype(np.float64))
 
 
+def equal_width_bin_sums(confidences: np.ndarray, correct: np.ndarray, n_bins: int) -> BinSums:
+    """``bin_sums`` over equal-width bins, computed in cache-sized chunks (2-3x faster on 1M questions
+    than whole-array passes, which are limited by memory bandwidth)."""
+    n_bins = check_n_bins(n_bins)
+    pair_counts = np.zeros(2 * n_bins, dtype=np.int64)
+    confidence_sums = np.zeros(n_bins)
+    for start in range(0, len(confidences), CHUNK):
+        chunk_confidences, chunk_correct = confidences[start : start + CHUNK], correct[start : start + CHUNK]
+        indices = equal_width_bin_indices(chunk_confidences, n_bins)
+        pair_counts += np.bincount(indices * 2 + chunk_correct, minlength=2 * n_bins)
+        confidence_sums += np.bincount(indices, weights=chunk_confidences, minlength=n_bins)
+    pair_counts = pair_counts.reshape(n_bins, 2)
+    return BinSums(pair_counts.sum(axis=1).astype(np.float64), confidence_sums, pair_counts[:, 1].astype(np.float64))
+
+
 @dataclass(frozen=True)
 class ReliabilityBins:
     """Equal-width bins of the point estimate, for the reliability diagram.
@@ -129,7 +158,7 @@ class ReliabilityBins:
 def reliability_bins(confidences, correct, n_bins: int = 15) -> ReliabilityBins:
     """Per-bin count, mean confidence and accuracy over equal-width bins (see module docstring)."""
     confidences, correct = check_confidences_and_correct(confidences, correct)
-    sums = bin_sums(equal_width_bin_indices(confidences, n_bins), confidences, correct, n_bins)
+    sums = equal_width_bin_sums(confidences, correct, n_bins)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_confidence = np.where(sums.counts > 0, sums.confidence_sums / sums.counts, np.nan)
         accuracy = np.where(sums.counts > 0, sums.correct_sums / sums.counts, np.nan)

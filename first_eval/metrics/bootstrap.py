@@ -9,10 +9,11 @@ The percentile interval at level ``1 - alpha`` is the ``alpha/2`` and ``1 - alph
 default linear interpolation) of the statistic over the resamples. Resamples where the statistic is
 undefined (nan, e.g. AUROC of a resample with one class) are left out; with none defined it is None.
 
-Percentile intervals of a biased statistic inherit its bias: binned ECE is biased upwards, and more so
-on a resample (duplicated questions add no information but do add noise), so for a well-calibrated model
-the ECE interval can sit entirely above the point estimate. The interval describes the spread, not a
-debiased value; see ``debiased.py`` and ``smooth_ece.py`` for estimators that address the bias.
+Percentile intervals of a biased statistic inherit its bias: ECE (binned or smooth) is biased upwards,
+and more so on a resample (duplicated questions add noise but no information), so for a well-calibrated
+model the ECE interval can sit entirely above the point estimate (on 2000 perfectly calibrated
+questions it did for 3-5 of 10 seeds). The interval describes the spread, not a debiased value; see
+``debiased.py`` for an estimator that removes the bias.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-# Resamples are drawn in blocks of about this many indices (int32 draws + float32 counts ~ 32 MB).
+# Resamples are drawn in blocks of about this many indices (int64 draws and counts + float32: ~80 MB).
 BLOCK_INDICES = 1 << 22
 
 
@@ -37,27 +38,28 @@ def block_rows(n: int, n_resamples: int) -> int:
     return max(1, min(n_resamples, BLOCK_INDICES // max(n, 1)))
 
 
-def resample_draw_blocks(n: int, n_resamples: int, seed: int, rows_per_block: int | None = None) -> Iterator[np.ndarray]:
-    """Yield (B, n) int32 blocks of question indices, one row per resample, ``n_resamples`` rows in all."""
+def resample_draw_blocks(n: int, n_resamples: int, seed: int,
+                         rows_per_block: int | None = None) -> Iterator[np.ndarray]:
+    """Yield (B, n) int64 blocks of question indices, one row per resample, ``n_resamples`` rows in all."""
     if n < 1:
         raise ValueError(f"cannot resample {n} questions")
-    if n > np.iinfo(np.int32).max:
-        raise ValueError(f"{n} questions is more than int32 indices allow")
     rows_per_block = rows_per_block or block_rows(n, n_resamples)
     rng = np.random.default_rng(seed)
     for start in range(0, n_resamples, rows_per_block):
-        yield rng.integers(0, n, size=(min(rows_per_block, n_resamples - start), n), dtype=np.int32)
+        # int64 draws are what np.bincount wants, and numpy draws them faster than int32 + a cast.
+        yield rng.integers(0, n, size=(min(rows_per_block, n_resamples - start), n), dtype=np.int64)
 
 
 def resample_counts(draws: np.ndarray, n: int) -> np.ndarray:
     """(n,) int64 multiplicity of each question in one resample, from its (n,) draws."""
-    return np.bincount(draws.astype(np.intp), minlength=n)
+    return np.bincount(draws, minlength=n)
 
 
-def bootstrap_values(statistic: Callable[[np.ndarray], float | None], n: int, n_resamples: int, seed: int = 0) -> np.ndarray:
+def bootstrap_values(statistic: Callable[[np.ndarray], float | None], n: int, n_resamples: int,
+                     seed: int = 0) -> np.ndarray:
     """(R,) values of ``statistic(indices)`` over ``n_resamples`` resamples of ``n`` questions (None -> nan).
 
-    The general, slow path (one call per resample): ``statistic`` receives the (n,) int32 indices of a
+    The general, slow path (one call per resample): ``statistic`` receives the (n,) int64 indices of a
     resample and evaluates the metric on ``data[indices]``. ``compute_metrics`` uses the same resamples
     through a vectorised engine (``resampled.py``).
     """

@@ -20,13 +20,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from first_eval.metrics._validation import check_confidences_and_correct, check_n_bins
+from first_eval.metrics._validation import check_confidences_and_correct
 from first_eval.metrics.binning import (
     BinSums,
     bin_sums,
     equal_mass_bin_indices,
     equal_mass_upper_edges,
-    equal_width_bin_indices,
+    equal_width_bin_sums,
 )
 
 
@@ -68,9 +68,7 @@ def calibration_errors_from_bin_sums(sums: BinSums) -> CalibrationErrors:
 def equal_width_calibration_errors(confidences, correct, n_bins: int = 15) -> CalibrationErrors:
     """ECE, MCE and RMSCE over ``n_bins`` equal-width bins in one pass over the data."""
     confidences, correct = check_confidences_and_correct(confidences, correct)
-    n_bins = check_n_bins(n_bins)
-    sums = bin_sums(equal_width_bin_indices(confidences, n_bins), confidences, correct, n_bins)
-    return calibration_errors_from_bin_sums(sums)
+    return calibration_errors_from_bin_sums(equal_width_bin_sums(confidences, correct, n_bins))
 
 
 def equal_mass_calibration_errors(confidences, correct, n_bins: int = 15) -> CalibrationErrors:

@@ -12,21 +12,25 @@ from typing import Any, Sequence
 import numpy as np
 
 from first_eval.metrics.auroc import auroc_from_ranking
-from first_eval.metrics.binning import ReliabilityBins, reliability_bins
+from first_eval.metrics.binning import (
+    ReliabilityBins,
+    bin_sums,
+    equal_mass_bin_indices,
+    equal_mass_upper_edges_of_sorted,
+    reliability_bins,
+)
 from first_eval.metrics.bootstrap import check_bootstrap_arguments, percentile_interval
-from first_eval.metrics.debiased import debiased_calibration_error
-from first_eval.metrics.ece import equal_mass_calibration_errors, equal_width_calibration_errors
+from first_eval.metrics.debiased import debiased_l2_from_bin_sums
+from first_eval.metrics.ece import calibration_errors_from_bin_sums, equal_width_calibration_errors
 from first_eval.metrics.proper_scores import per_question_brier, per_question_nll
 from first_eval.metrics.resampled import SCALAR_METRICS, ResampleEngine
 from first_eval.metrics._validation import check_confidences_and_correct, check_coverage, check_n_bins
 from first_eval.metrics.ranking import rank_by_confidence
-from first_eval.metrics.selective import aurc_from_ranking, selective_accuracy_from_ranking
+from first_eval.metrics.selective import aurc_from_ranking, selective_accuracies_from_ranking
 from first_eval.metrics.smooth_ece import fit_smooth_ece
 from first_eval.scores import ChoiceProbs
 
 DEFAULT_COVERAGES = (0.5, 0.8)
-# Smooth ECE costs the most per resample; its interval uses at most this many of the resamples.
-SMOOTH_ECE_RESAMPLES = 200
 
 
 @dataclass(frozen=True)
@@ -42,10 +46,10 @@ class Estimate:
 class MetricSet:
     """All metrics of one set of answers (top-label: the chosen answer's probability vs. its correctness).
 
-    ``n_bootstrap`` resamples give every interval except ``smooth_ece``'s, which uses the first
-    ``n_bootstrap_smooth_ece`` of them at the fixed bandwidth ``smooth_ece_bandwidth`` (see
-    ``resampled.py``). ``selective_accuracy`` maps a coverage q to the accuracy on the q share of
-    questions with the highest confidence.
+    Every interval comes from the same ``n_bootstrap`` resamples; ``smooth_ece``'s holds the kernel
+    bandwidth at the full sample's ``smooth_ece_bandwidth`` and equal-mass bins keep the full sample's
+    boundaries (see ``resampled.py``). ``selective_accuracy`` maps a coverage q to the accuracy on the
+    q share of questions with the highest confidence.
     """
 
     n: int
@@ -67,7 +71,6 @@ class MetricSet:
     mean_confidence: Estimate
     reliability: ReliabilityBins
     smooth_ece_bandwidth: float | None = None
-    n_bootstrap_smooth_ece: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: each metric's value under its name and ``[low, high]`` under ``<name>_ci``."""
@@ -85,7 +88,6 @@ class MetricSet:
             _coverage_key(q): [_plain(e.ci_low), _plain(e.ci_high)] for q, e in self.selective_accuracy.items()
         }
         out["smooth_ece_bandwidth"] = _plain(self.smooth_ece_bandwidth)
-        out["n_bootstrap_smooth_ece"] = self.n_bootstrap_smooth_ece
         out["reliability"] = self.reliability.to_dict()
         return out
 
@@ -118,30 +120,32 @@ def compute_metrics(
 
     ranking = rank_by_confidence(confidences, correct)  # shared by AUROC, AURC, selective and the bootstrap
     width = equal_width_calibration_errors(confidences, correct, n_bins)
+    sorted_confidences = ranking.confidences
+    mass_edges = equal_mass_upper_edges_of_sorted(sorted_confidences, n_bins)
+    mass = bin_sums(equal_mass_bin_indices(sorted_confidences, mass_edges), sorted_confidences, ranking.correct,
+                    len(mass_edges))
     smooth = fit_smooth_ece(confidences, correct)
     points: dict[str, float | None] = {
         "accuracy": float(correct.mean()),
         "mean_confidence": float(confidences.mean()),
         "ece": width.ece, "mce": width.mce, "rmsce": width.rmsce,
-        "ece_equal_mass": equal_mass_calibration_errors(confidences, correct, n_bins).ece,
-        "ece_debiased": debiased_calibration_error(confidences, correct, n_bins),
+        "ece_equal_mass": calibration_errors_from_bin_sums(mass).ece,
+        "ece_debiased": debiased_l2_from_bin_sums(mass),
         "brier": float(brier.mean()), "nll": float(nll.mean()),
         "auroc": auroc_from_ranking(ranking),
         "aurc": aurc_from_ranking(ranking),
         "smooth_ece": smooth.value,
     }
-    selective_points = [selective_accuracy_from_ranking(ranking, q) for q in coverages]
+    selective_points = [float(v) for v in selective_accuracies_from_ranking(ranking, coverages)]
 
     intervals: dict[str, tuple[float | None, float | None]] = {name: (None, None) for name in points}
     selective_intervals = [(None, None)] * len(coverages)
-    n_smooth = 0
     if n_bootstrap > 0:
         engine = ResampleEngine(ranking, brier, nll, n_bins, coverages, smooth.bandwidth)
-        resampled = engine.run(n_bootstrap, seed, smooth_resamples=SMOOTH_ECE_RESAMPLES)
+        resampled = engine.run(n_bootstrap, seed)
         for name in SCALAR_METRICS:
             intervals[name] = percentile_interval(resampled.scalars[name], confidence_level)
         intervals["smooth_ece"] = percentile_interval(resampled.smooth_ece, confidence_level)
-        n_smooth = len(resampled.smooth_ece)
         selective_intervals = [percentile_interval(resampled.selective_accuracy[:, j], confidence_level)
                                for j in range(len(coverages))]
     if points["auroc"] is None:
@@ -159,7 +163,7 @@ def compute_metrics(
         selective_accuracy={q: Estimate(v, *ci) for q, v, ci in zip(coverages, selective_points, selective_intervals)},
         mean_confidence=estimate("mean_confidence"),
         reliability=reliability_bins(confidences, correct, n_bins),
-        smooth_ece_bandwidth=smooth.bandwidth, n_bootstrap_smooth_ece=n_smooth,
+        smooth_ece_bandwidth=smooth.bandwidth,
     )
 
 

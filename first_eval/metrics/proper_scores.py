@@ -41,7 +41,7 @@ def _check_ragged(choice_probs, offsets, gold) -> tuple[np.ndarray, np.ndarray, 
         raise ValueError(f"question {bad}: gold index {int(gold[bad])} is outside 0..{int(counts[bad]) - 1}")
     if not ((choice_probs >= 0) & (choice_probs <= 1)).all():
         bad = int(np.flatnonzero(~((choice_probs >= 0) & (choice_probs <= 1)))[0])
-        raise ValueError(f"choice probabilities must lie in [0, 1]; got {choice_probs[bad]!r} at position {bad}")
+        raise ValueError(f"choice probabilities must lie in [0, 1]; got {choice_probs[bad].item()!r} at position {bad}")
     return choice_probs, offsets, gold
 
 

@@ -50,7 +50,11 @@ class ConfidenceRanking:
 
 def rank_by_confidence(confidences: np.ndarray, correct: np.ndarray) -> ConfidenceRanking:
     """Sort (validated) ``confidences`` (n,) float and ``correct`` (n,) bool; O(n log n)."""
-    order = np.lexsort((~correct, confidences))
+    # One int64 sort key instead of np.lexsort (~3x faster): the bits of a non-negative double sort like
+    # its value, and the spare top bit makes room for "wrong" as the lowest bit (right answers first).
+    # Adding 0.0 turns -0.0 into 0.0, whose bits would otherwise sort first.
+    bits = np.add(confidences, 0.0).view(np.int64)
+    order = np.argsort((bits << 1) | ~correct)
     sorted_confidences = confidences[order]
     sorted_correct = correct[order]
     starts_group = np.empty(len(order), dtype=bool)

@@ -1,28 +1,34 @@
 """Every metric of the set on many bootstrap resamples at once (the engine behind the CIs).
 
 A resample is a vector ``w`` (n,) of multinomial counts (how often each question was drawn, summing to
-``n``), and each metric is written as a function of weighted sums, so ``B`` resamples cost a few passes
-over a (B, n) count matrix instead of ``B`` full metric computations:
+``n``). Each metric is rewritten as a function of a few weighted sums, so a block of ``B`` resamples
+costs one matrix product and one prefix-sum pass per resample instead of ``B`` metric computations:
 
 - Questions are first put in ``ConfidenceRanking`` order (ascending confidence, correct first within
-  ties). Every bin is then a contiguous run of positions, so per-bin counts and correct counts are
-  differences of the prefix sums ``S = cumsum(w)`` and ``SZ`` (the same over wrong answers only).
-- Per-bin confidence sums, Brier and NLL come from one float32 matrix product ``W @ F``; the columns of
-  ``F`` are centred (confidence minus the bin's mean, score minus its mean) so float32 rounding stays
-  ~1e-7 of the spread, and the centre is added back exactly.
-- AUROC: with ``P``/``N`` the correct/wrong weight, ``U = sum_{wrong i} w_i (P - SY_i) + 1/2 sum_ties N_g P_g``
-  where ``SY_i`` is the correct weight up to position ``i`` and ``sum_i w_i SZ_i = (N^2 + sum_i w_i^2) / 2``.
-- AURC: ``n AURC = N H_n - sum_{wrong i} [Phi(D_i + w_i) - Phi(D_i)]`` with ``D_i = n - S_i`` copies more
-  confident than ``i``, ``H`` the harmonic numbers and ``Phi(x) = sum_{j<x} H_j`` (a lookup table);
-  mixed tie groups spread their errors evenly, as in ``selective.py``.
-- Selective accuracy: locate the coverage cut in ``S`` by binary search.
-- Smooth ECE: grid values are a sparse linear map of ``w``; the kernel bandwidth is FIXED at the full
-  sample's self-consistent ``sigma*`` (re-running the bisection per resample would cost 11 smoothings
-  each). It is the costliest metric per resample, so only the first ``smooth_resamples`` resamples are
-  used for its interval (200 by default; ``compute_metrics`` records the number used).
+  ties). Every bin is then a contiguous run of positions, so per-bin counts are differences of the
+  prefix sums ``S_before(p) = sum_{j<p} w_j``, and per-bin wrong counts are the same over the runs of
+  consecutive wrong answers.
+- Per-bin confidence sums, Brier and NLL come from one float32 product ``W @ F`` (B, n) x (n, 2+2M);
+  ``F``'s columns are centred (confidence minus its bin's mean, score minus its mean) so float32 rounding
+  stays ~1e-7 of the spread, and the centres are added back exactly.
+- AUROC (Mann-Whitney U with ties at 1/2): with ``S_i`` the prefix sum through position i, summing
+  ``w_i S_i`` over a run of wrong answers telescopes, ``sum_run w_i S_i = (S_end^2 - S_start^2 +
+  sum_run w_i^2) / 2`` (S_start, S_end: the prefix sums just before and at the end of the run), giving
+  ``U = P N + N^2/2 - 1/2 sum_runs (S_end^2 - S_start^2) + 1/2 sum_ties P_g N_g``
+  for ``P``/``N`` right/wrong weight and ``P_g``/``N_g`` those of tie groups holding both.
+- AURC: ``n AURC = N H_n - sum_runs [Phi(n - S_start) - Phi(n - S_end)]`` with ``H`` the harmonic numbers
+  and ``Phi(x) = sum_{j<x} H_j`` (a lookup table); tie groups holding both spread their errors evenly
+  (as in ``selective.py``).
+- Selective accuracy: binary search for the coverage cut in the prefix sums.
+- Smooth ECE: grid values are a sparse linear map of ``w``; the point estimate's smoothing and mesh
+  interpolation then act as one precomputed matrix (``SmoothEceAtBandwidth``), with the kernel
+  bandwidth FIXED at the full sample's self-consistent ``sigma*`` (re-running the bisection would cost
+  11 smoothings per resample).
+- Equal-mass bin boundaries are fixed from the full sample (a resample's quantiles would move them).
 
-Equal-mass bin boundaries are fixed from the full sample (a resample's own quantiles would move them).
-With all-ones counts every value equals the point estimate of the plain functions (tested).
+With all-ones counts every value equals the plain functions' point estimate (tested), and each
+resample's values equal the plain functions applied to the resampled questions (tested; float32 sums
+give ~1e-7 differences).
 """
 
 from __future__ import annotations
@@ -32,12 +38,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from first_eval.metrics.binning import BinSums, equal_mass_bin_indices, equal_mass_upper_edges, equal_width_bin_indices
+from first_eval.metrics.binning import (
+    BinSums,
+    equal_mass_bin_indices,
+    equal_mass_upper_edges_of_sorted,
+    equal_width_bin_indices,
+)
 from first_eval.metrics.bootstrap import resample_counts, resample_draw_blocks
 from first_eval.metrics.debiased import debiased_l2_from_bin_sums
 from first_eval.metrics.ece import calibration_errors_from_gaps
 from first_eval.metrics.ranking import ConfidenceRanking
-from first_eval.metrics.smooth_ece import grid_assignment, grid_size, smooth_ece_from_grids
+from first_eval.metrics.smooth_ece import SmoothEceAtBandwidth, grid_assignment
 
 SCALAR_METRICS = (
     "accuracy", "mean_confidence", "ece", "ece_equal_mass", "mce", "rmsce", "ece_debiased",
@@ -48,7 +59,7 @@ SCALAR_METRICS = (
 @dataclass(frozen=True)
 class ResampledValues:
     """Metric values per resample: ``scalars[name]`` (R,), ``selective_accuracy`` (R, len(coverages)),
-    ``smooth_ece`` (R_smooth,) for the first ``R_smooth`` resamples."""
+    ``smooth_ece`` (R,), empty when the engine has no smooth-ECE bandwidth."""
 
     scalars: dict[str, np.ndarray]
     selective_accuracy: np.ndarray
@@ -66,7 +77,8 @@ class ResampleEngine:
         smooth_bandwidth: fixed kernel bandwidth for the smooth ECE, or None to skip it.
     """
 
-    def __init__(self, ranking: ConfidenceRanking, brier, nll, n_bins: int, coverages, smooth_bandwidth: float | None):
+    def __init__(self, ranking: ConfidenceRanking, brier, nll, n_bins: int, coverages,
+                 smooth_bandwidth: float | None) -> None:
         self.n = n = ranking.n
         self.correct = ranking.correct
         self.coverages = np.asarray(coverages, dtype=np.float64)
@@ -75,7 +87,7 @@ class ResampleEngine:
 
         # Bins are contiguous runs of ranked positions: bin b is [starts[b], starts[b+1]).
         width_bins = equal_width_bin_indices(ranked, n_bins)
-        mass_bins = equal_mass_bin_indices(ranked, equal_mass_upper_edges(ranked, n_bins))
+        mass_bins = equal_mass_bin_indices(ranked, equal_mass_upper_edges_of_sorted(ranked, n_bins))
         self.n_width, self.n_mass = n_bins, int(mass_bins[-1]) + 1
         self.width_starts = np.searchsorted(width_bins, np.arange(self.n_width + 1))
         self.mass_starts = np.searchsorted(mass_bins, np.arange(self.n_mass + 1))
@@ -92,7 +104,6 @@ class ResampleEngine:
 
         # Wrong answers come in runs of consecutive positions; per resample only the prefix sums at the
         # ends of the runs are needed (sums over a run telescope). Mixed tie groups hold right and wrong.
-        self.wrong_before = np.concatenate([[0], np.cumsum(~ranking.correct)])  # (n+1,) wrong at positions < p
         mixed = ranking.mixed_groups
         self.mixed_start = ranking.group_starts[mixed]
         self.mixed_split = self.mixed_start + ranking.group_correct[mixed]  # first wrong answer of the group
@@ -108,65 +119,76 @@ class ResampleEngine:
         # Positions p where every resample needs S_before(p) = sum_{j<p} w_j (and the wrong-only twin).
         self.probes = np.unique(np.concatenate(
             [self.width_starts, self.mass_starts, self.mixed_start, self.mixed_split, self.mixed_end]))
+        # Each resample's prefix sums are read at these positions: run starts and ends interleaved (one
+        # ascending sweep through memory), then the AURC runs if they differ, then the probes.
+        plain = self.plain_runs if self.plain_runs is not self.runs else _Runs(np.zeros(0, dtype=bool))
+        layout = [self.runs.boundaries, plain.boundaries, self.probes]
+        self._gather_at = np.concatenate(layout)
+        self._gather_splits = np.cumsum([len(part) for part in layout])[:-1]
         harmonic = np.concatenate([[0.0], np.cumsum(1.0 / np.arange(1, n + 1))])
         self.harmonic_n = float(harmonic[n])
         self.phi = np.concatenate([[0.0], np.cumsum(harmonic[:n])])  # Phi(x) = sum_{j<x} H_j, x = 0..n
+        self._phi_of_rest = self.phi[::-1].copy()  # Phi(n - s) looked up by s
 
         self.smooth_bandwidth = smooth_bandwidth
         if smooth_bandwidth is not None:
-            self._smooth_map = _grid_map(ranked, ranked - ranking.correct, grid_size(smooth_bandwidth))
+            self._smooth_ece = SmoothEceAtBandwidth(smooth_bandwidth)
+            self._smooth_map = _grid_map(ranked, ranked - ranking.correct, self._smooth_ece.n_grid)
 
-    def evaluate(self, counts: np.ndarray, smooth_rows: int = 0,
-                 weights: np.ndarray | None = None) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    def evaluate(self, counts: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
         """Metrics for a block of resamples.
 
         Args:
             counts: (B, n) integer multiplicities in ranked order, each row summing to n.
-            smooth_rows: how many of the first rows also get a smooth ECE.
-            weights: ``counts`` as float32, when the caller has it already.
 
         Returns:
-            (scalars: name -> (B,), selective accuracy (B, C), smooth ECE (smooth_rows,)).
+            (scalars: name -> (B,), selective accuracy (B, C), smooth ECE (B,) or empty without a bandwidth).
         """
         counts = np.asarray(counts, dtype=np.int64)
-        n, n_rows = self.n, len(counts)
-        if counts.ndim != 2 or counts.shape[1] != n or (counts.sum(axis=1) != n).any():
-            raise ValueError(f"counts must be (B, {n}) multiplicities summing to {n} per row")
-        weights = counts.astype(np.float32) if weights is None else weights
+        if counts.ndim != 2 or counts.shape[1] != self.n or (counts.sum(axis=1) != self.n).any():
+            raise ValueError(f"counts must be (B, {self.n}) multiplicities summing to {self.n} per row")
+        return self._evaluate(list(counts), counts.astype(np.float32))
+
+    def _evaluate(self, count_rows: list[np.ndarray],
+                  weights: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+        """``evaluate`` for B int64 count rows and the same counts as a (B, n) float32 matrix."""
+        n, n_rows = self.n, len(count_rows)
         feature_sums = (weights @ self.features).astype(np.float64)  # (B, 2 + M + M')
 
-        runs, plain = self.runs, self.plain_runs
-        # prefix values are integers, so "prefix > m" is "prefix > floor(m)": search in int64, no float copy.
+        # The one pass over each row: its prefix sums (int64: ~5x faster than a float cumsum), read at
+        # the run ends, the probes and the coverage cuts. Prefix sums are integers, so "prefix > m" is
+        # "prefix > floor(m)" and the search stays in int64.
         cut_floors = np.floor((1.0 - self.coverages) * n).astype(np.int64)
         prefix = np.zeros(n + 1, dtype=np.int64)  # prefix[p] = S_before(p) = sum_{j<p} w_j
-        run_squares = np.empty(n_rows)
-        phi_sums = np.empty(n_rows)
-        probe_before = np.empty((n_rows, len(self.probes)))
-        probe_wrong_before = np.empty((n_rows, len(self.probes)))
+        gathered = np.empty((n_rows, len(self._gather_at)), dtype=np.int64)
         cut_at = np.empty((n_rows, len(cut_floors)), dtype=np.intp)
-        cut_before = np.empty((n_rows, len(cut_floors)))
-        cut_wrong_before = np.empty((n_rows, len(cut_floors)))
-        for row in range(n_rows):
-            np.cumsum(counts[row], out=prefix[1:])
-            run_low, run_high = prefix[runs.starts], prefix[runs.ends]
-            run_squares[row] = np.dot(run_high, run_high) - np.dot(run_low, run_low)
-            wrong_through = np.cumsum(run_high - run_low)  # wrong weight in runs 0..r
-            plain_low, plain_high = (run_low, run_high) if plain is runs else (prefix[plain.starts], prefix[plain.ends])
-            phi_sums[row] = self.phi[n - plain_low].sum() - self.phi[n - plain_high].sum()
-            probe_before[row] = prefix[self.probes]
-            probe_wrong_before[row] = runs.wrong_before(self.probes, prefix, run_low, wrong_through)
-            cut = np.searchsorted(prefix, cut_floors, side="right") - 1  # straddling position
+        cut_before = np.empty((n_rows, len(cut_floors)), dtype=np.int64)
+        for row, counts in enumerate(count_rows):
+            np.cumsum(counts, out=prefix[1:])
+            np.take(prefix, self._gather_at, out=gathered[row])
+            cut = np.searchsorted(prefix, cut_floors, side="right") - 1  # the straddling position
             cut_at[row] = cut
             cut_before[row] = prefix[cut]
-            cut_wrong_before[row] = runs.wrong_before(cut, prefix, run_low, wrong_through)
+        runs, plain, probe_before = np.split(gathered, self._gather_splits, axis=1)
+        run_low, run_high = runs[:, 0::2], runs[:, 1::2]  # S_before at each run's start and end
+        plain_low, plain_high = run_low, run_high
+        if self.plain_runs is not self.runs:
+            plain_low, plain_high = plain[:, 0::2], plain[:, 1::2]
+        wrong_through = np.cumsum(run_high - run_low, axis=1)  # wrong weight in runs 0..r
+        run_squares = (np.einsum("ij,ij->i", run_high, run_high) - np.einsum("ij,ij->i", run_low, run_low))
+        run_squares = run_squares.astype(np.float64)
+        phi_sums = self._phi_of_rest[plain_low].sum(axis=1) - self._phi_of_rest[plain_high].sum(axis=1)
+        probe_wrong_before = self.runs.wrong_before(self.probes, probe_before, run_low, wrong_through)
+        cut_wrong_before = self.runs.wrong_before(cut_at, cut_before, run_low, wrong_through)
+        probe_before, cut_before = probe_before.astype(np.float64), cut_before.astype(np.float64)
 
         scalars, selective = self._finish(feature_sums, run_squares, phi_sums, probe_before, probe_wrong_before,
                                           cut_at, cut_before, cut_wrong_before)
         smooth = np.empty(0)
-        if smooth_rows and self.smooth_bandwidth is not None:
-            grids = self._smooth_map(weights[:smooth_rows])  # (2G, rows)
-            n_grid = grids.shape[0] // 2
-            smooth = np.atleast_1d(smooth_ece_from_grids(grids[:n_grid].T, grids[n_grid:].T, self.smooth_bandwidth))
+        if self.smooth_bandwidth is not None:
+            grids = self._smooth_map(weights)  # (2G, B)
+            n_grid = self._smooth_ece.n_grid
+            smooth = self._smooth_ece(grids[:n_grid].T, grids[n_grid:].T)
         return scalars, selective, smooth
 
     def _finish(self, feature_sums, run_squares, phi_sums, probe_before, probe_wrong_before,
@@ -197,8 +219,8 @@ class ResampleEngine:
         mixed_right, mixed_wrong = split_before - start_before, end_before - split_before
         mixed_size = end_before - start_before
 
-        # AUROC: U = P N + N^2/2 - 1/2 sum_runs (S_end^2 - S_start^2) counts pairs (wrong i, right j), j after i;
-        # tied pairs count half.
+        # AUROC: U = P N + N^2/2 - 1/2 sum_runs (S_end^2 - S_start^2) counts the pairs (wrong i, right j)
+        # with j ranked after i; pairs tied in confidence count half.
         pairs = right_total * wrong_total + wrong_total**2 / 2 - run_squares / 2
         pairs += 0.5 * (mixed_right * mixed_wrong).sum(axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -207,7 +229,8 @@ class ResampleEngine:
         more_confident = (n - end_before).astype(np.int64)
         wrong_share = mixed_wrong / np.where(mixed_size > 0, mixed_size, 1)
         right_share = mixed_right / np.where(mixed_size > 0, mixed_size, 1)
-        mixed_phi = (wrong_share * (self.phi[more_confident + mixed_size.astype(np.int64)] - self.phi[more_confident])).sum(axis=1)
+        mixed_phi_step = self.phi[more_confident + mixed_size.astype(np.int64)] - self.phi[more_confident]
+        mixed_phi = (wrong_share * mixed_phi_step).sum(axis=1)
         aurc = (wrong_total * self.harmonic_n - phi_sums - mixed_phi) / n
 
         # Selective accuracy: right answers among the bottom (1 - q) n copies, the straddler counted
@@ -241,39 +264,39 @@ class ResampleEngine:
         }
         return scalars, selective
 
-    def run(self, n_resamples: int, seed: int, smooth_resamples: int = 200) -> ResampledValues:
+    def run(self, n_resamples: int, seed: int) -> ResampledValues:
         """Draw ``n_resamples`` seeded resamples (``bootstrap.resample_draw_blocks``) and evaluate them all.
 
         Drawing and counting (about half the work; numpy releases the GIL for both) runs one block ahead
         in a helper thread, so a second core overlaps it with the evaluation. The thread consumes the one
-        random stream in block order, so results do not depend on timing.
+        random stream in block order, so results do not depend on timing. BLAS is held to one thread
+        meanwhile: its second thread would only contend with the helper for the second core.
         """
+        from threadpoolctl import threadpool_limits
+
         blocks = resample_draw_blocks(self.n, n_resamples, seed)
 
-        def next_counts() -> tuple[np.ndarray, np.ndarray] | None:
+        def next_block() -> tuple[list[np.ndarray], np.ndarray] | None:
             draws = next(blocks, None)
             if draws is None:
                 return None
-            counts = np.empty(draws.shape, dtype=np.int64)
-            for row, row_draws in enumerate(draws):
-                counts[row] = resample_counts(row_draws, self.n)
-            return counts, counts.astype(np.float32)
+            count_rows = [resample_counts(row_draws, self.n) for row_draws in draws]
+            weights = np.empty(draws.shape, dtype=np.float32)
+            for row, counts in enumerate(count_rows):
+                weights[row] = counts
+            return count_rows, weights
 
         scalars = {name: [] for name in SCALAR_METRICS}
         selective, smooth = [], []
-        done = 0
-        with ThreadPoolExecutor(max_workers=1) as prefetcher:
-            pending = prefetcher.submit(next_counts)
+        with ThreadPoolExecutor(max_workers=1) as prefetcher, threadpool_limits(1, user_api="blas"):
+            pending = prefetcher.submit(next_block)
             while (block := pending.result()) is not None:
-                pending = prefetcher.submit(next_counts)
-                counts, weights = block
-                block_scalars, block_selective, block_smooth = self.evaluate(
-                    counts, smooth_rows=max(0, min(len(counts), smooth_resamples - done)), weights=weights)
+                pending = prefetcher.submit(next_block)
+                block_scalars, block_selective, block_smooth = self._evaluate(*block)
                 for name in SCALAR_METRICS:
                     scalars[name].append(block_scalars[name])
                 selective.append(block_selective)
                 smooth.append(block_smooth)
-                done += len(counts)
         return ResampledValues(
             scalars={name: np.concatenate(parts) for name, parts in scalars.items()},
             selective_accuracy=np.concatenate(selective),
@@ -302,6 +325,7 @@ class _Runs:
         change = np.diff(np.concatenate([[0], flags.astype(np.int8), [0]]))
         self.starts = np.flatnonzero(change == 1)
         self.ends = np.flatnonzero(change == -1)
+        self.boundaries = np.stack([self.starts, self.ends], axis=1).ravel()  # start_0, end_0, start_1, ...
         # For a position p: runs ending at or before p, and the run containing p - 1 (else -1).
         self._runs_done = np.searchsorted(self.ends, np.arange(len(flags) + 1), side="right")
         # A run is open at p when start < p < end: positions start..p-1 are before p, the rest are not.
@@ -310,28 +334,44 @@ class _Runs:
         open_at = (run >= 0) & (positions < self.ends[np.maximum(run, 0)]) if len(self.starts) else run < -1
         self._open_run = np.where(open_at, run, -1)
 
-    def wrong_before(self, positions, prefix, run_low, weight_through) -> np.ndarray:
-        """Flagged weight at positions < p: whole runs ended by p plus the open part of a run containing p - 1."""
-        positions = np.asarray(positions)
+    def wrong_before(self, positions, prefix_at, run_low, weight_through) -> np.ndarray:
+        """Flagged weight before each position, for every resample.
+
+        Args:
+            positions: (P,) positions shared by all resamples, or (B, P) per resample.
+            prefix_at: (B, P) prefix sums ``S_before`` at those positions.
+            run_low, weight_through: (B, R) ``S_before`` at each run's start, cumulative run weights.
+
+        Returns:
+            (B, P): weight of the runs ended by p, plus the part before p of a run still open at p.
+        """
+        positions = np.broadcast_to(positions, prefix_at.shape)
+        if run_low.shape[1] == 0:
+            return np.zeros(prefix_at.shape, dtype=np.int64)
         done = self._runs_done[positions]
-        whole = np.where(done > 0, weight_through[np.maximum(done - 1, 0)], 0) if len(weight_through) else 0 * done
+        whole = np.where(done > 0, np.take_along_axis(weight_through, np.maximum(done - 1, 0), axis=1), 0)
         run = self._open_run[positions]
-        partial = np.where(run >= 0, prefix[positions] - run_low[np.maximum(run, 0)], 0) if len(run_low) else 0 * done
+        partial = np.where(run >= 0, prefix_at - np.take_along_axis(run_low, np.maximum(run, 0), axis=1), 0)
         return whole + partial
 
 
 def _grid_map(confidences: np.ndarray, residuals: np.ndarray, n_grid: int):
-    """A function (R, n) float32 weights -> (2G, R) grid values of the weights and of ``w * residual``."""
+    """A function (R, n) float32 weights -> (2G, R) grid values of the weights and of ``w * residual``.
+
+    The map is ``smooth_ece.round_to_grid`` as a sparse (n, 2G) matrix: question i puts ``1 - frac`` on
+    grid point ``cell`` and ``frac`` on ``cell + 1`` (columns G.. hold the same times its residual).
+    """
     from scipy import sparse
 
     cells, fractions = grid_assignment(confidences, n_grid)
     n = len(confidences)
-    rows = np.concatenate([cells, cells + 1, n_grid + cells, n_grid + cells + 1])
-    columns = np.tile(np.arange(n), 4)
-    values = np.concatenate([1 - fractions, fractions, (1 - fractions) * residuals, fractions * residuals])
-    matrix = sparse.csr_matrix((values.astype(np.float32), (rows, columns)), shape=(2 * n_grid, n))
+    columns = np.stack([cells, cells + 1, n_grid + cells, n_grid + cells + 1], axis=1)  # ascending per row
+    values = np.stack([1 - fractions, fractions, (1 - fractions) * residuals, fractions * residuals], axis=1)
+    matrix = sparse.csr_matrix(
+        (values.astype(np.float32).ravel(), columns.ravel(), np.arange(0, 4 * n + 1, 4)), shape=(n, 2 * n_grid))
+    transposed = matrix.T  # (2G, n), CSC: a free view
 
     def apply(weights: np.ndarray) -> np.ndarray:
-        return np.asarray(matrix @ np.ascontiguousarray(weights.T), dtype=np.float64)
+        return np.asarray(transposed @ np.ascontiguousarray(weights.T), dtype=np.float64)
 
     return apply

@@ -57,6 +57,7 @@ def risk_coverage_curve(confidences, correct) -> RiskCoverageCurve:
 
 
 def risk_coverage_from_ranking(ranking: ConfidenceRanking) -> RiskCoverageCurve:
+    """``risk_coverage_curve`` from an existing ranking (several metrics can share one sort)."""
     n = ranking.n
     sizes, errors, before, errors_before = _descending_groups(ranking)
     group = np.repeat(np.arange(len(sizes)), sizes.astype(np.int64))
@@ -71,6 +72,7 @@ def aurc(confidences, correct) -> float:
 
 
 def aurc_from_ranking(ranking: ConfidenceRanking) -> float:
+    """``aurc`` from an existing ranking."""
     return float(risk_coverage_from_ranking(ranking).risk.mean())
 
 
@@ -82,6 +84,11 @@ def selective_accuracy(confidences, correct, coverage: float) -> float:
 
 
 def selective_accuracy_from_ranking(ranking: ConfidenceRanking, coverage: float) -> float:
-    coverage = check_coverage(coverage)
-    top = coverage * ranking.n
-    return float(1.0 - _expected_errors(ranking, np.array([top]))[0] / top)
+    """``selective_accuracy`` from an existing ranking."""
+    return float(selective_accuracies_from_ranking(ranking, [coverage])[0])
+
+
+def selective_accuracies_from_ranking(ranking: ConfidenceRanking, coverages) -> np.ndarray:
+    """(C,) selective accuracies at several coverages from one ranking."""
+    top = np.array([check_coverage(q) for q in coverages]) * ranking.n
+    return 1.0 - _expected_errors(ranking, top) / top

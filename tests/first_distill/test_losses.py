@@ -271,3 +271,46 @@ def test_bad_shapes_and_arguments_raise_value_errors_quoting_them():
         losses.cross_entropy(student, labels.float(), mask)
     with pytest.raises(ValueError, match="epsilon must be in"):
         losses.label_smoothing(student, labels, mask, epsilon=1.5)
+
+
+# ------------------------------------------------------------------------------ top-k KL from hidden states
+
+
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_topk_kl_from_hidden_equals_topk_kl_on_the_full_logits(with_bias):
+    generator = torch.Generator().manual_seed(8)
+    hidden = torch.randn(B, T, 6, generator=generator, dtype=torch.float64)
+    weight = torch.randn(V, 6, generator=generator, dtype=torch.float64)
+    bias = torch.randn(V, generator=generator, dtype=torch.float64) if with_bias else None
+    _, _, _, topk_ids, topk_probs, _, mask = _batch()
+
+    def via_logits(h, w, b):
+        logits = h @ w.T + (0 if b is None else b)
+        return losses.topk_kl(logits, topk_ids, topk_probs, mask)
+
+    def via_hidden(h, w, b):
+        return losses.topk_kl_from_hidden(h, w, topk_ids, topk_probs, mask, lm_head_bias=b, chunk_size=4)
+
+    inputs = [hidden, weight] + ([bias] if with_bias else [])
+    leaves_a = [x.clone().requires_grad_() for x in inputs]
+    leaves_b = [x.clone().requires_grad_() for x in inputs]
+    value_a = via_logits(*leaves_a, *([] if with_bias else [None]))
+    value_b = via_hidden(*leaves_b, *([] if with_bias else [None]))
+    (value_a + value_b).backward()
+    assert value_b.item() == pytest.approx(value_a.item(), rel=1e-12)
+    for a, b in zip(leaves_a, leaves_b):
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-10, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda *x: via_hidden(*x, *([] if with_bias else [None])),
+                                    tuple(x.clone().requires_grad_() for x in inputs))
+
+
+def test_topk_kl_from_hidden_with_everything_masked_is_zero_with_zero_gradients():
+    hidden = torch.randn(2, 3, 4, requires_grad=True)
+    weight = torch.randn(9, 4, requires_grad=True)
+    ids = torch.zeros(2, 3, 2, dtype=torch.long)
+    ids[..., 1] = 1
+    value = losses.topk_kl_from_hidden(hidden, weight, ids, torch.full((2, 3, 2), 0.5), torch.zeros(2, 3, dtype=torch.bool))
+    value.backward()
+    assert value.item() == 0.0 and torch.all(hidden.grad == 0) and torch.all(weight.grad == 0)
+    with pytest.raises(ValueError, match=r"lm_head_weight must have shape \(V, H = 4\), got \(9, 5\)"):
+        losses.topk_kl_from_hidden(hidden, torch.randn(9, 5), ids, torch.full((2, 3, 2), 0.5), torch.ones(2, 3, dtype=torch.bool))

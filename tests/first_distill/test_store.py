@@ -263,6 +263,18 @@ def test_a_truncated_or_missing_shard_is_reported(store_folder):
         KnowledgeStore.open(store_folder)
 
 
+def test_a_shard_from_another_store_is_reported(store_folder, tmp_path_factory):
+    other = tmp_path_factory.mktemp("other")
+    _write(other, _sequences(30, seed=7), shard_positions=150, temperature=2.0)
+    manifest = json.loads((store_folder / "manifest.json").read_text())
+    swapped = json.loads((other / "manifest.json").read_text())["shards"][0]
+    (store_folder / "shard-00000.bin").write_bytes((other / "shard-00000.bin").read_bytes())
+    manifest["shards"][0].update(sha256=swapped["sha256"], bytes=swapped["bytes"])
+    (store_folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(InputError, match="shard-00000.bin belongs to a different knowledge store"):
+        KnowledgeStore.open(store_folder)
+
+
 def test_a_damaged_manifest_is_reported(store_folder):
     manifest_path = store_folder / "manifest.json"
     manifest = json.loads(manifest_path.read_text())

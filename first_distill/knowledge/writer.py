@@ -1,0 +1,249 @@
+"""Writing a knowledge store: sequences in order, shards renamed into place when complete, manifest last.
+
+Usage (the extraction loop; a killed run is continued by running the same code again)::
+
+    start = resume_from(folder)                       # 0 for a new folder
+    writer = KnowledgeStoreWriter(folder, vocab_size=49152, k=5, tokenizer_sha256=..., teacher_path=...,
+                                  teacher_config_sha256=..., temperature=1.31, temperature_source=...)
+    for index in range(start, n_sequences):
+        writer.add(index, topk_ids, topk_probs)       # (T, k) each: one row per completion position
+    manifest = writer.close()
+
+Crash safety: the pending sequences of a shard live in memory until ``shard_positions`` positions are
+buffered, then the shard is written to a temporary name, fsynced and renamed. A kill loses at most the
+unfinished shard; temporary files are ignored (and removed by the next writer); ``manifest.json`` appears
+only in ``close()``, so a folder with a manifest is always complete. A new writer on a folder that already
+holds complete shards adopts them, after checking they were written with the same identity (teacher,
+tokenizer, k, temperature, encoding: the ``StoreIdentity`` hash in every shard header).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from first_distill.knowledge.fingerprint import file_sha256
+from first_distill.knowledge.id_packing import IdPacking
+from first_distill.knowledge.manifest import MANIFEST_NAME, Manifest, ShardEntry, StoreIdentity, write_json_atomically
+from first_distill.knowledge.prob_quantization import ProbQuantization
+from first_distill.knowledge.shard import SHARD_PATTERN, ShardFormatError, read_header, shard_name, write_shard
+from first_distill.knowledge.stats import MassStats
+from first_eval.errors import InputError
+
+DEFAULT_SHARD_POSITIONS = 1 << 22  # ~4.2M positions, ~63 MB at 15 bytes per position
+_SUM_TOLERANCE = 1e-3  # top-k probabilities may sum to a hair over 1 (float32 softmax)
+
+
+def _complete_shards(folder: Path) -> list[tuple[Path, object]]:
+    """Consecutive complete shards shard-00000, shard-00001, ... with their headers (stops at the first gap)."""
+    found = []
+    index = 0
+    while (path := folder / shard_name(index)).is_file():
+        try:
+            header = read_header(path)
+        except ShardFormatError:
+            break
+        expected_first = found[-1][1].first_sequence + found[-1][1].n_sequences if found else 0
+        if header.first_sequence != expected_first:
+            break
+        found.append((path, header))
+        index += 1
+    return found
+
+
+def resume_from(folder: str | Path) -> int:
+    """Index of the first sequence not yet safely written to ``folder`` (0 for an empty or missing folder).
+
+    Complete store (manifest present): its ``n_sequences``. Otherwise the sequences of the consecutive
+    complete shards; temporary files and the unfinished shard do not count.
+    """
+    folder = Path(folder)
+    manifest_path = folder / MANIFEST_NAME
+    if manifest_path.is_file():
+        try:
+            return int(json.loads(manifest_path.read_text(encoding="utf-8"))["n_sequences"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as bad:
+            raise InputError(f"{manifest_path} is unreadable ({type(bad).__name__}: {bad})") from None
+    if not folder.is_dir():
+        return 0
+    shards = _complete_shards(folder)
+    return shards[-1][1].first_sequence + shards[-1][1].n_sequences if shards else 0
+
+
+class KnowledgeStoreWriter:
+    """Appends per-sequence teacher top-k (or sampled) knowledge to a store folder; see the module docstring.
+
+    Args:
+        folder: the store folder (created if missing).
+        vocab_size: the teacher's vocabulary size (ids must lie in [0, vocab_size)).
+        k: entries per position (top-k tokens, or sample slots for ``selection="sample"``); k <= vocab_size.
+        tokenizer_sha256: ``tokenizer_fingerprint(tokenizer)`` of the teacher's tokenizer.
+        teacher_path, teacher_config_sha256: where the teacher came from and a hash of its config.
+        temperature: the temperature the probabilities were computed at (softmax(logits / T)).
+        temperature_source: where T came from (a calibration file, "fixed", ...).
+        selection: "topk" (probabilities, any order; stored sorted descending) or "sample" (weights count / S).
+        samples_per_position: S, for "sample".
+        prob_bits: 8 or 16 bits per top-k probability (see prob_quantization.py for the error bound).
+        shard_positions: positions per shard (a shard never splits a sequence, so it may hold more).
+        extra: free-form JSON-able provenance recorded in the manifest (dataset, prompt template, ...).
+    """
+
+    def __init__(self, folder: str | Path, *, vocab_size: int, k: int, tokenizer_sha256: str, teacher_path: str,
+                 teacher_config_sha256: str, temperature: float, temperature_source: str, selection: str = "topk",
+                 samples_per_position: int | None = None, prob_bits: int = 8,
+                 shard_positions: int = DEFAULT_SHARD_POSITIONS, extra: dict | None = None):
+        for name, value in (("vocab_size", vocab_size), ("k", k), ("shard_positions", shard_positions)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if k > vocab_size:
+            raise ValueError(f"k = {k} exceeds the vocabulary size {vocab_size}")
+        if not (isinstance(temperature, (int, float)) and temperature > 0 and np.isfinite(temperature)):
+            raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+        if selection == "topk" and samples_per_position is not None:
+            raise ValueError(f"samples_per_position is only for selection 'sample', got {samples_per_position!r}")
+        self.folder = Path(folder)
+        self.id_packing = IdPacking.for_vocab(int(vocab_size), int(k))
+        self.quantization = ProbQuantization(k=int(k), selection=selection, bits=prob_bits,
+                                             samples_per_position=samples_per_position)
+        self.identity = StoreIdentity(
+            teacher_path=str(teacher_path), teacher_config_sha256=str(teacher_config_sha256),
+            tokenizer_sha256=str(tokenizer_sha256), vocab_size=int(vocab_size), k=int(k), selection=selection,
+            samples_per_position=samples_per_position, temperature=float(temperature),
+            temperature_source=str(temperature_source),
+            quantization={"ids": self.id_packing.to_dict(), "probs": self.quantization.to_dict()},
+            extra=dict(extra or {}))
+        json.dumps(self.identity.to_dict())  # fail now, not at close(), if extra is not JSON-able
+        self._identity_sha256 = self.identity.sha256
+        self.shard_positions = int(shard_positions)
+        self._shards: list[ShardEntry] = []
+        self._shard_stats: list[MassStats] = []
+        self._pending_ids: list[np.ndarray] = []
+        self._pending_codes: list[np.ndarray] = []
+        self._pending_lengths: list[int] = []
+        self._pending_positions = 0
+        self._pending_stats = MassStats()
+        self._closed = False
+        self._adopt_existing()
+
+    @property
+    def next_sequence(self) -> int:
+        """The index ``add`` expects next."""
+        first = self._shards[-1].first_sequence + self._shards[-1].n_sequences if self._shards else 0
+        return first + len(self._pending_lengths)
+
+    def _adopt_existing(self) -> None:
+        if (self.folder / MANIFEST_NAME).exists():
+            raise ValueError(f"{self.folder} already holds a complete knowledge store ({MANIFEST_NAME} exists); "
+                             "choose another folder or delete it")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        for leftover in self.folder.glob(".shard-*.tmp"):
+            leftover.unlink()  # an unfinished shard of a killed run
+        for path, header in _complete_shards(self.folder):
+            if header.identity_sha256 != self._identity_sha256:
+                raise ValueError(f"{path} was written with different settings (teacher, tokenizer, k, temperature "
+                                 "or encoding) than this writer's; resume with the same settings or use a new folder")
+            self._shards.append(ShardEntry(file=path.name, sha256=file_sha256(path), bytes=path.stat().st_size,
+                                           n_sequences=header.n_sequences, n_positions=header.n_positions,
+                                           first_sequence=header.first_sequence))
+            self._shard_stats.append(MassStats.from_dict(header.stats))
+
+    def add(self, sequence_index: int, topk_ids: np.ndarray, topk_probs: np.ndarray) -> None:
+        """Record one sequence: ``topk_ids`` (T, k) ints and ``topk_probs`` (T, k) floats, one row per completion
+        position (T may be 0). For "topk" the probabilities are the tempered teacher's, in any order; for
+        "sample" the weights are count / S with padding entries (id 0, weight 0)."""
+        if self._closed:
+            raise ValueError("this writer is closed")
+        if sequence_index != self.next_sequence:
+            raise ValueError(f"expected sequence {self.next_sequence} next (sequences are added in order, starting "
+                             f"at resume_from(folder)), got {sequence_index}")
+        ids, probs = self._checked(topk_ids, topk_probs, sequence_index)
+        if self.quantization.selection == "topk":
+            order = np.argsort(-probs, axis=1, kind="stable")
+            ids = np.take_along_axis(ids, order, axis=1)
+            probs = np.take_along_axis(probs, order, axis=1)
+        self._pending_ids.append(self.id_packing.encode(ids))
+        self._pending_codes.append(self.quantization.encode(probs))
+        self._pending_lengths.append(len(ids))
+        self._pending_positions += len(ids)
+        self._pending_stats.add(probs)
+        if self._pending_positions >= self.shard_positions:
+            self._flush()
+
+    def _checked(self, topk_ids, topk_probs, sequence_index: int) -> tuple[np.ndarray, np.ndarray]:
+        k, vocab_size = self.identity.k, self.identity.vocab_size
+        ids = np.asarray(topk_ids)
+        probs = np.asarray(topk_probs, dtype=np.float64)
+        where = f"sequence {sequence_index}"
+        if ids.ndim != 2 or ids.shape[1] != k or probs.shape != ids.shape:
+            raise ValueError(f"{where}: topk_ids and topk_probs must both have shape (T, {k}), "
+                             f"got {ids.shape} and {probs.shape}")
+        if ids.size and not np.issubdtype(ids.dtype, np.integer):
+            raise ValueError(f"{where}: topk_ids must be integers, got {ids.dtype}")
+        if ids.size == 0:
+            return ids.astype(np.int64).reshape(0, k), probs.reshape(0, k)
+        if ids.min() < 0 or ids.max() >= vocab_size:
+            raise ValueError(f"{where}: token ids must lie in [0, {vocab_size}), got min {ids.min()} max {ids.max()}")
+        if not np.all(np.isfinite(probs)) or probs.min() < 0 or probs.max() > 1 + _SUM_TOLERANCE:
+            raise ValueError(f"{where}: probabilities must be finite and in [0, 1], got min {probs.min()} max {probs.max()}")
+        sums = probs.sum(axis=1)
+        if sums.max() > 1 + _SUM_TOLERANCE:
+            row = int(sums.argmax())
+            raise ValueError(f"{where}: position {row} has probabilities summing to {sums[row]:.6f} > 1")
+        if self.quantization.selection == "topk":
+            sorted_ids = np.sort(ids, axis=1)
+            if np.any(sorted_ids[:, 1:] == sorted_ids[:, :-1]):
+                row = int(np.flatnonzero(np.any(sorted_ids[:, 1:] == sorted_ids[:, :-1], axis=1))[0])
+                raise ValueError(f"{where}: position {row} repeats a token id: {ids[row].tolist()}")
+        else:
+            counts = probs * self.quantization.samples_per_position
+            if np.abs(counts - np.rint(counts)).max() > 1e-3:
+                raise ValueError(f"{where}: sample weights must be multiples of 1/{self.quantization.samples_per_position}"
+                                 f" (count / samples_per_position), got {probs[np.abs(counts - np.rint(counts)) > 1e-3][0]}")
+        return ids.astype(np.int64), probs
+
+    def _flush(self) -> None:
+        if not self._pending_lengths:
+            return
+        first = self.next_sequence - len(self._pending_lengths)
+        entry = write_shard(self.folder, len(self._shards), first_sequence=first,
+                            lengths=np.asarray(self._pending_lengths),
+                            id_rows=np.concatenate(self._pending_ids) if self._pending_positions else
+                            np.zeros((0, self.id_packing.row_bytes), np.uint8),
+                            prob_codes=np.concatenate(self._pending_codes) if self._pending_positions else
+                            np.zeros((0, self.identity.k), self.quantization.dtype),
+                            identity_sha256=self._identity_sha256, stats=self._pending_stats.to_dict())
+        self._shards.append(entry)
+        self._shard_stats.append(self._pending_stats)
+        self._pending_ids, self._pending_codes, self._pending_lengths = [], [], []
+        self._pending_positions = 0
+        self._pending_stats = MassStats()
+
+    def close(self) -> Manifest:
+        """Write the last shard and then ``manifest.json`` (atomically); return the manifest."""
+        if self._closed:
+            raise ValueError("this writer is already closed")
+        self._flush()
+        total = MassStats()
+        for stats in self._shard_stats:
+            total.merge(stats)
+        n_positions = sum(shard.n_positions for shard in self._shards)
+        file_bytes = sum(shard.bytes for shard in self._shards)
+        stats = total.summary()
+        stats["bytes_per_position"] = file_bytes / n_positions if n_positions else None
+        stats["payload_bytes_per_position"] = self.id_packing.row_bytes + self.quantization.row_bytes
+        manifest = Manifest(identity=self.identity, n_sequences=self.next_sequence, n_positions=n_positions,
+                            shards=tuple(self._shards), stats=stats)
+        manifest.check_consistent()
+        write_json_atomically(self.folder / MANIFEST_NAME, manifest.to_dict())
+        self._closed = True
+        return manifest
+
+    def __enter__(self) -> "KnowledgeStoreWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        # On an exception the manifest is not written: the complete shards stay for resume_from.
+        if exc_type is None and not self._closed:
+            self.close()
