@@ -135,6 +135,7 @@ def _fused_function():
             # Rows of the logits as a (R, V) view of their storage, so a chunk is one index_select even for
             # the strided view logits[:, :-1]; source_rows maps flat positions to rows of that view.
             source, source_rows = _rows_view(logits, rows) if n_rows else (None, None)
+            flat_targets = [x.reshape(batch * seq, *x.shape[2:]) for x in targets]  # views when contiguous
             grad = grad_rows = None
             if grad_scale is not None:
                 grad = torch.empty((batch, seq, vocab), dtype=logits.dtype, device=logits.device)
@@ -154,8 +155,7 @@ def _fused_function():
                     torch.index_select(source, 0, source_rows[start:start + n], out=staging[:n])
                     selected[:n].copy_(staging[:n])
                 torch.log_softmax(selected[:n], -1, out=log_probs[:n])
-                b, t = chunk // seq, chunk % seq
-                row_losses, row_grad = kernel(log_probs[:n], selected[:n], *(x[b, t] for x in targets),
+                row_losses, row_grad = kernel(log_probs[:n], selected[:n], *(x.index_select(0, chunk) for x in flat_targets),
                                               grad_scale=grad_scale)
                 total += row_losses.sum()
                 if grad_rows is not None:

@@ -20,6 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
+from first_distill.knowledge.fingerprint import file_sha256
 from first_distill.knowledge.id_packing import IdPacking
 from first_distill.knowledge.manifest import MANIFEST_NAME, Manifest
 from first_distill.knowledge.prob_quantization import ProbQuantization
@@ -138,12 +139,14 @@ class KnowledgeStore:
                 raise InputError(f"{entry.file} is truncated: {size} bytes, expected {entry.bytes}")
             if size > entry.bytes:
                 raise InputError(f"{entry.file} is corrupted: {size} bytes, expected {entry.bytes}")
+            if verify == "eager" and file_sha256(path) != entry.sha256:  # before parsing anything in it
+                raise InputError(f"{entry.file} is corrupted (sha256 mismatch)")
             try:
                 shard = MappedShard(path, read_header(path))
             except ShardFormatError as bad:
                 raise InputError(str(bad)) from None
-            if verify == "eager" and shard.sha256() != entry.sha256:
-                raise InputError(f"{entry.file} is corrupted (sha256 mismatch)")
+            except (ValueError, TypeError) as bad:  # a damaged header that still parses (lazy or size mode)
+                raise InputError(f"{entry.file} is corrupted ({bad})") from None
             header = shard.header
             if header.identity_sha256 != identity.sha256 or (header.k, header.id_row_bytes, header.prob_dtype) != (
                     identity.k, id_packing.row_bytes, quantization.dtype.str):

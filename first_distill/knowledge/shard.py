@@ -143,9 +143,10 @@ def read_header(path: Path) -> ShardHeader:
         if head[:len(MAGIC)] != MAGIC:
             raise ShardFormatError(f"{path.name} is not a knowledge shard (bad magic bytes {head[:len(MAGIC)]!r})")
         header_length = int.from_bytes(head[len(MAGIC):], "little")
+        if len(MAGIC) + 8 + header_length > size:
+            raise ShardFormatError(f"{path.name} is truncated: {size} bytes, header alone needs "
+                                   f"{len(MAGIC) + 8 + header_length}")
         raw = handle.read(header_length)
-    if len(raw) < header_length:
-        raise ShardFormatError(f"{path.name} is truncated: {size} bytes, header alone needs {len(MAGIC) + 8 + header_length}")
     try:
         data = json.loads(raw.decode("utf-8"))
         header = ShardHeader(n_sequences=int(data["n_sequences"]), n_positions=int(data["n_positions"]),

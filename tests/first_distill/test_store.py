@@ -238,13 +238,16 @@ def store_folder(tmp_path):
     return tmp_path
 
 
-def test_a_corrupted_byte_is_reported_with_the_shard_name(store_folder):
+@pytest.mark.parametrize("where", ["header", "payload"])
+def test_a_corrupted_byte_is_reported_with_the_shard_name(store_folder, where):
     shard = store_folder / "shard-00001.bin"
     data = bytearray(shard.read_bytes())
-    data[-3] ^= 0x01
+    data[30 if where == "header" else -3] ^= 0x01
     shard.write_bytes(bytes(data))
     with pytest.raises(InputError, match=r"^shard-00001.bin is corrupted \(sha256 mismatch\)$"):
         KnowledgeStore.open(store_folder)
+    if where == "header":
+        return
     store = KnowledgeStore.open(store_folder, verify="lazy")  # opens; the first read of that shard fails
     store.sequence(0)
     first_of_shard_1 = store.manifest.shards[1].first_sequence
