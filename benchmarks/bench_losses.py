@@ -15,6 +15,8 @@ are prompt (1528 completion positions). A step is forward + loss + backward (no 
 Time: every loss is stepped in turn, round after round (one warm-up round, then ``--steps`` rounds), in one
 process, so load from other processes falls on all of them alike. Wall and process CPU time (user + sys of
 all threads) are both reported; on CPU the ratios use CPU time, which other processes disturb less than wall time.
+On CPU torch runs one thread by default (--threads): with several, OpenMP threads spin while waiting for a
+descheduled sibling, and on a shared machine that spinning, not the loss, dominates the CPU-time differences.
 Peak memory of one step (after a warm-up step), above what was allocated before it (model, batch, teacher
 targets): on CUDA torch.cuda.max_memory_allocated; on CPU the byte-exact peak of live tensor memory from the
 torch profiler's allocation events (profile_memory=True: every allocation and free of torch's CPU allocator,
@@ -170,6 +172,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1, see the docstring)")
     args = parser.parse_args()
     os.environ.setdefault("HF_HOME", tempfile.mkdtemp(prefix="bench-losses-hf-"))
     os.environ["HF_HUB_OFFLINE"] = "1"
@@ -177,6 +180,9 @@ def main() -> int:
         import torch
 
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    import torch
+
+    torch.set_num_threads(args.threads)
     setup = _setup(args.device)
     memory = {name: measure_memory(name, setup, args.device) for name in LOSSES}
     times = measure_times(args.steps, args.device, setup)

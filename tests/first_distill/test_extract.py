@@ -21,6 +21,9 @@ from first_distill.knowledge.extract import (
 from first_distill.training_data import TrainingExample, tokenize_examples
 from tiny_models import tiny_llama_dir  # noqa: F401  (session fixture)
 
+# The random tiny teacher is nearly flat: 8-bit codes round most of its probabilities to 0 (warned once, below).
+pytestmark = pytest.mark.filterwarnings("ignore:the tempered teacher is flat")
+
 PAIRS = [
     ("Question: Which gas do plants take in from the air?\nAnswer:", " carbon dioxide"),
     ("Question: Is the sky blue? \nAnswer: ", "yes"),
@@ -110,6 +113,12 @@ def test_k_equal_to_the_vocabulary_stores_all_the_mass(tmp_path, tiny_llama_dir,
     assert store.manifest.identity.extra["teacher_temperature"]["enabled"] is False
     ids, probs = store.sequence(0)
     assert sorted(ids[0].tolist()) == list(range(vocab))
+
+
+@pytest.mark.filterwarnings("default")
+def test_a_flat_teacher_at_8_bits_is_warned_about(tmp_path, tiny_llama_dir):  # noqa: F811
+    with pytest.warns(UserWarning, match=r"the tempered teacher is flat \(T = 3: .*--prob-bits 16"):
+        extract(tmp_path, "flat", tiny_llama_dir, teacher_temperature=3.0)
 
 
 def test_truncation_matches_the_oracle(tmp_path, tiny_llama_dir, teacher):  # noqa: F811

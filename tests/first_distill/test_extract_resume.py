@@ -11,6 +11,9 @@ from first_distill.knowledge.extract import TEMPERATURE_FILE, ExtractConfig, ext
 from first_eval.errors import InputError
 from tiny_models import tiny_llama_dir  # noqa: F401  (session fixture)
 
+# The random tiny teacher is nearly flat: 8-bit codes round most of its probabilities to 0 (warned once, below).
+pytestmark = pytest.mark.filterwarnings("ignore:the tempered teacher is flat")
+
 N_EXAMPLES = 40
 
 
@@ -51,9 +54,11 @@ def store_bytes(folder):
     return manifest, {shard["file"]: file_sha256(folder / shard["file"]) for shard in manifest["shards"]}
 
 
-@pytest.mark.parametrize("selection", ["topk", "sample"])
-def test_rerun_after_a_kill_writes_identical_shards(selection, monkeypatch, tmp_path, tiny_llama_dir, train_file):  # noqa: F811
+@pytest.mark.parametrize("selection, batch_size", [("topk", 2), ("sample", 1)])  # batch 1: the kill falls in window 0 of 2
+def test_rerun_after_a_kill_writes_identical_shards(selection, batch_size, monkeypatch, tmp_path, tiny_llama_dir,  # noqa: F811
+                                                    train_file):
     extra = {"selection": "sample", "samples_per_position": 8} if selection == "sample" else {}
+    extra["batch_size"] = batch_size
     uninterrupted = extract_knowledge(config(tiny_llama_dir, train_file, tmp_path / "straight", **extra))
     assert len(uninterrupted.manifest.shards) >= 4
 
@@ -89,3 +94,20 @@ def test_resume_with_other_settings_is_refused(monkeypatch, tmp_path, tiny_llama
     assert finished.manifest.n_sequences == N_EXAMPLES
     with pytest.raises(InputError, match=r"already holds a complete knowledge store"):
         extract_knowledge(config(tiny_llama_dir, train_file, folder))
+
+
+def test_a_resumed_run_reuses_the_recorded_temperature(monkeypatch, tmp_path, tiny_llama_dir, train_file):  # noqa: F811
+    """T is decided once (for `auto` that is an lm-eval run): a resumed run with the same request takes it from
+    the folder, even if its source has changed since, so the store stays one temperature."""
+    calibrators = tmp_path / "calibrators.json"
+    calibrators.write_text(json.dumps({"tasks": {"arc_easy": {"temperature": {"temperature": 1.3}}}}))
+    folder = tmp_path / "store"
+    settings = dict(teacher_temperature=None, calibrators_from=calibrators)
+    with monkeypatch.context() as patch:
+        kill_after(patch, 30)
+        with pytest.raises(Killed):
+            extract_knowledge(config(tiny_llama_dir, train_file, folder, **settings))
+    calibrators.write_text(json.dumps({"tasks": {"arc_easy": {"temperature": {"temperature": 9.9}}}}))
+    resumed = extract_knowledge(config(tiny_llama_dir, train_file, folder, **settings))
+    assert resumed.resumed_from > 0 and resumed.teacher_temperature.value == 1.3
+    assert KnowledgeStore.open(folder).temperature == 1.3

@@ -1,0 +1,542 @@
+"""Extraction: run the teacher over the training completions and store its tempered top-k (or sampled) knowledge.
+
+FIRST's "concentrated knowledge" (Shum et al., EMNLP 2024): for every completion position p of every training
+example, the token at p is predicted by the logits at p - 1; the stored distribution is the tempered teacher
+
+    q_T(v | x_<p) = softmax(z_{p-1} / T)_v,      z = teacher logits (fp32 on CPU, bf16 on a GPU, softmax in fp32)
+
+reduced to k entries: ``topk`` keeps the k most likely tokens and their exact probabilities (the tail mass
+1 - sum is implicit); ``sample`` (random-sampling KD, Anshumann et al., ACL 2025) draws S tokens with
+replacement from q_T and stores the distinct ids with weights count / S. The temperature is applied before
+the selection, so stored probabilities and tail mass are those of q_T itself.
+
+Batching: examples are taken in windows of ``WINDOW_BATCHES * batch_size`` consecutive indices; inside a
+window they are sorted by length (longest first) and left-padded, so the completions of a batch end in the
+same columns and only the last ``max n_completion`` logit rows are computed (``logits_to_keep``). Results are
+written in the original order. Windows are aligned to absolute indices, so a resumed run (``resume_from``)
+recomputes the window it stopped in with the same batches and writes byte-identical shards; sampling uses one
+generator per example, seeded by (seed, index).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from first_distill.knowledge.fingerprint import canonical_json_sha256, file_sha256, tokenizer_fingerprint
+from first_distill.knowledge.manifest import MANIFEST_NAME, Manifest, write_json_atomically
+from first_distill.knowledge.teacher_temperature import (
+    TeacherTemperature, TemperatureFitConfig, parse_temperature_option, resolve_teacher_temperature)
+from first_distill.knowledge.writer import DEFAULT_SHARD_POSITIONS, KnowledgeStoreWriter, resume_from
+from first_distill.training_data import (
+    TokenizedExample, TrainingSet, check_max_length, read_training_jsonl, task_training_set, tokenize_examples)
+from first_eval.errors import InputError
+
+SELECTIONS = ("topk", "sample")
+WINDOW_BATCHES = 32
+TEMPERATURE_FILE = "teacher_temperature.json"  # beside the shards: lets a resumed `auto` run skip the lm-eval audit
+
+
+@dataclass(frozen=True)
+class ExtractConfig:
+    """One extraction (the ``first distill extract`` flags).
+
+    Attributes:
+        teacher: the teacher's model folder, or a ``.gguf`` file inside one.
+        output: the knowledge store folder (resumed when it holds an unfinished extraction).
+        train / train_task: the training pairs: a JSONL file, or an lm-eval task's training split
+            (with ``data_dir`` / ``include_path`` as ``first report``); exactly one. ``train_limit``: first N only.
+        top_k: tokens stored per position (``topk``). selection: ``topk`` or ``sample``.
+        samples_per_position: S draws per position (``sample``; stored slots = min(S, vocabulary)).
+        teacher_temperature: ``"auto"``, ``"none"``, a number, or None (auto, unless ``calibrators_from``).
+        calibrators_from: a ``first report`` calibrators.json to take T from.
+        calibration_task: the task ``auto`` audits the teacher on (default ``train_task``); ``calibration_limit``
+            caps its validation questions.
+        batch_size: sequences per teacher forward pass. max_length: tokens kept per example (left-truncated;
+            default: the teacher's ``max_position_embeddings``).
+        student: a student folder whose tokenizer and vocabulary must match the teacher's.
+        seed: sampling seed (``sample``) and lm-eval's seed (``auto``).
+        device: ``cpu``, ``cuda``, ``cuda:1``; None: a GPU when there is one.
+        prob_bits: 8 or 16 bits per stored top-k probability. shard_positions: positions per shard file.
+        progress: show a progress bar on stderr.
+    """
+
+    teacher: Path
+    output: Path
+    train: Path | None = None
+    train_task: str | None = None
+    data_dir: Path | None = None
+    include_path: Path | None = None
+    train_limit: int | None = None
+    top_k: int = 5
+    selection: str = "topk"
+    samples_per_position: int | None = None
+    teacher_temperature: str | float | None = None
+    calibrators_from: Path | None = None
+    calibration_task: str | None = None
+    calibration_limit: int | None = None
+    batch_size: int = 8
+    max_length: int | None = None
+    student: Path | None = None
+    seed: int = 0
+    device: str | None = None
+    prob_bits: int = 8
+    shard_positions: int = DEFAULT_SHARD_POSITIONS
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class ExtractResult:
+    """A finished store and what this run did (``resumed_from`` > 0: it continued a killed run)."""
+
+    folder: Path
+    manifest: Manifest
+    teacher_temperature: TeacherTemperature
+    resumed_from: int
+    positions_this_run: int
+    seconds: float
+
+    @property
+    def positions_per_second(self) -> float | None:
+        return self.positions_this_run / self.seconds if self.seconds > 0 else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"folder": str(self.folder), "n_sequences": self.manifest.n_sequences,
+                "n_positions": self.manifest.n_positions, "resumed_from": self.resumed_from,
+                "positions_this_run": self.positions_this_run, "seconds": self.seconds,
+                "positions_per_second": self.positions_per_second,
+                "teacher_temperature": self.teacher_temperature.to_dict(), "stats": self.manifest.stats}
+
+
+# ------------------------------------------------------------------------------------------- models
+
+
+@dataclass(frozen=True)
+class ModelLocation:
+    """A Hugging Face model folder, optionally with the GGUF file inside it to load."""
+
+    folder: Path
+    gguf_file: str | None = None
+
+    @property
+    def kwargs(self) -> dict[str, str]:
+        return {"gguf_file": self.gguf_file} if self.gguf_file else {}
+
+    def lm_eval_model_args(self, dtype: str) -> str:
+        return f"pretrained={self.folder},dtype={dtype}" + (f",gguf_file={self.gguf_file}" if self.gguf_file else "")
+
+
+def locate_model(path: str | Path, flag: str) -> ModelLocation:
+    """``DIR`` with config.json, or ``DIR/NAME.gguf``; ``InputError`` naming ``flag`` otherwise."""
+    path = Path(path).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return ModelLocation(path.parent.resolve(), path.name)
+    if path.is_dir() and (path / "config.json").is_file():
+        return ModelLocation(path.resolve())
+    ggufs = sorted(p.name for p in path.glob("*.gguf")) if path.is_dir() else []
+    hint = f"; for a GGUF model pass {flag} {path / ggufs[0]}" if ggufs else ""
+    what = "no such folder" if not path.exists() else "no config.json" if path.is_dir() else "a file, not a model folder"
+    raise InputError(f"{flag} {path}: not a model folder ({what}){hint}")
+
+
+def load_tokenizer(location: ModelLocation, flag: str) -> Any:
+    """The model's tokenizer; ``InputError`` naming ``flag``."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(str(location.folder), **location.kwargs)
+    except Exception as error:  # transformers raises OSError, ValueError, KeyError ... for an unusable folder
+        raise InputError(f"{flag} {location.folder}: cannot load its tokenizer ({type(error).__name__}: "
+                         f"{' '.join(str(error).split())[:200]})") from None
+
+
+def load_text_config(location: ModelLocation, flag: str) -> Any:
+    """The model's (text) config, read without loading weights; ``InputError`` naming ``flag``."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(str(location.folder), **location.kwargs)
+    except Exception as error:
+        raise InputError(f"{flag} {location.folder}: cannot read its config ({type(error).__name__}: "
+                         f"{' '.join(str(error).split())[:200]})") from None
+    return config.get_text_config() if hasattr(config, "get_text_config") else config
+
+
+def load_teacher(location: ModelLocation, device: str, dtype: Any) -> Any:
+    """The teacher as a causal LM in ``dtype`` on ``device``, in eval mode; ``InputError`` if it cannot load."""
+    from transformers import AutoModelForCausalLM
+
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(location.folder), dtype=dtype, **location.kwargs)
+    except Exception as error:
+        raise InputError(f"--teacher {location.folder}: cannot load it as a causal LM ({type(error).__name__}: "
+                         f"{' '.join(str(error).split())[:200]})") from None
+    return model.to(device).eval()
+
+
+def teacher_config_sha256(location: ModelLocation, model_config: Any) -> str:
+    """sha256 of the teacher's config.json; for a GGUF teacher, of its parsed config (canonical JSON)."""
+    if location.gguf_file is None:
+        return file_sha256(location.folder / "config.json")
+    settings = {key: value for key, value in model_config.to_dict().items()
+                if key not in ("transformers_version", "dtype", "torch_dtype", "_name_or_path")}
+    return canonical_json_sha256(json.loads(json.dumps(settings, default=str)))
+
+
+# ------------------------------------------------------------------------------------- pure tensor steps
+
+
+@dataclass(frozen=True)
+class TeacherBatch:
+    """Left-padded teacher inputs of B sequences; their completions end in the last column.
+
+    input_ids, attention_mask, position_ids (B, P - 1): the sequences without their last token.
+    keep (B, m) bool: which of the last m logit rows are completion predictions (row b: its last n_b).
+    indices (B,): the sequences' indices in the training set.
+    """
+
+    input_ids: Any
+    attention_mask: Any
+    position_ids: Any
+    keep: Any
+    n_completion: np.ndarray
+    indices: np.ndarray
+
+
+def collate_teacher_batch(examples: Sequence[TokenizedExample], indices: Sequence[int], pad_id: int,
+                          device: Any = "cpu") -> TeacherBatch:
+    """Left-pad ``examples[indices]`` (each with >= 1 completion token) into a ``TeacherBatch``."""
+    import torch
+
+    chosen = [examples[i] for i in indices]
+    width = max(len(e.input_ids) for e in chosen) - 1
+    input_ids = torch.full((len(chosen), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(chosen), width), dtype=torch.long)
+    for row, example in enumerate(chosen):
+        tokens = torch.from_numpy(example.input_ids[:-1])
+        input_ids[row, width - len(tokens):] = tokens
+        attention_mask[row, width - len(tokens):] = 1
+    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    n_completion = np.asarray([e.n_completion for e in chosen], dtype=np.int64)
+    m = int(n_completion.max())
+    keep = torch.arange(m)[None, :] >= torch.from_numpy(m - n_completion)[:, None]  # (B, m)
+    return TeacherBatch(input_ids.to(device), attention_mask.to(device), position_ids.to(device), keep.to(device),
+                        n_completion, np.asarray(indices, dtype=np.int64))
+
+
+def completion_logits(model: Any, batch: TeacherBatch) -> Any:
+    """(B, m, V) teacher logits of the last m positions; row b's last n_b rows (``batch.keep``) predict its
+    completion tokens in order. A view of the model output: no (N, V) gather is copied."""
+    m = batch.keep.shape[1]
+    kwargs = {"logits_to_keep": m} if _accepts_logits_to_keep(model) else {}
+    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                   position_ids=batch.position_ids, use_cache=False, **kwargs).logits  # (B, m or P - 1, V)
+    return logits[:, -m:]
+
+
+def _accepts_logits_to_keep(model: Any) -> bool:
+    cached = getattr(model, "_first_accepts_logits_to_keep", None)
+    if cached is None:
+        cached = "logits_to_keep" in inspect.signature(model.forward).parameters
+        model._first_accepts_logits_to_keep = cached
+    return cached
+
+
+def tempered_topk(logits: Any, temperature: float, k: int, overwrite: bool = False) -> tuple[Any, Any]:
+    """Top-k of ``q_T = softmax(logits / T)`` over the vocabulary (last dim): ids (..., k) int64, probs (..., k)
+    fp32, descending. ``overwrite``: fp32 ``logits`` may be used as scratch space (saves a copy of them).
+
+    The top-k ids of q_T are those of the logits (T > 0 keeps the order); with ``z_1`` the largest logit,
+    ``p_j = exp((z_j - z_1) / T) / sum_v exp((z_v - z_1) / T)``: exact, one pass over the vocabulary after top-k.
+    """
+    import torch
+
+    top_logits, top_ids = logits.topk(k, dim=-1)  # (..., k), sorted descending
+    top_logits = top_logits.float()
+    largest = top_logits[..., :1]  # (..., 1)
+    if logits.dtype == torch.float32:
+        scratch = logits if overwrite else logits.clone()
+    else:
+        scratch = logits.float()  # bf16 on a GPU: the fp32 copy is the scratch space
+    normaliser = scratch.sub_(largest).mul_(1.0 / temperature).exp_().sum(dim=-1, keepdim=True)  # (..., 1)
+    return top_ids, ((top_logits - largest) * (1.0 / temperature)).exp() / normaliser
+
+
+def tempered_sample(logits: Any, temperature: float, samples: int, generator: Any) -> tuple[Any, Any, Any]:
+    """S draws with replacement from ``q_T`` per row: distinct ids (N, S) (ascending, padded with id 0), weights
+    count / S (N, S) (0 on padding), and the teacher mass q_T of the distinct ids (N,)."""
+    import torch
+
+    probs = torch.softmax(logits.float() / temperature, dim=-1)  # (N, V)
+    draws = torch.multinomial(probs, samples, replacement=True, generator=generator).sort(dim=-1).values  # (N, S)
+    new = torch.ones_like(draws, dtype=torch.bool)
+    new[:, 1:] = draws[:, 1:] != draws[:, :-1]
+    slot = new.long().cumsum(-1) - 1  # (N, S): which distinct id each draw belongs to
+    ids = torch.zeros_like(draws).scatter_(1, slot, draws)
+    counts = torch.zeros_like(draws).scatter_add_(1, slot, torch.ones_like(draws))
+    present = counts > 0
+    covered = (probs.gather(1, ids) * present).sum(-1)
+    return ids, counts.float() / samples, covered
+
+
+def sequence_seed(seed: int, index: int) -> int:
+    """A per-example seed independent of batching (splitmix-style mix of seed and index)."""
+    mixed = (seed * 0x9E3779B97F4A7C15 + index * 0xBF58476D1CE4E5B9 + 0x94D049BB133111EB) % (1 << 64)
+    return mixed >> 1
+
+
+@dataclass(frozen=True)
+class Window:
+    """Examples ``first..stop-1`` and their teacher batches (index arrays, longest first; examples without
+    completion tokens are in no batch: they store nothing)."""
+
+    first: int
+    stop: int
+    batches: tuple[np.ndarray, ...]
+
+
+def plan_windows(lengths: np.ndarray, n_completion: np.ndarray, start: int, batch_size: int) -> list[Window]:
+    """The windows from the one holding ``start`` on (windows are aligned to multiples of their size)."""
+    size = WINDOW_BATCHES * batch_size
+    windows = []
+    for first in range(start - start % size, len(lengths), size):
+        indices = np.arange(first, min(first + size, len(lengths)))
+        indices = indices[n_completion[indices] > 0]
+        ordered = indices[np.lexsort((indices, -lengths[indices]))]
+        windows.append(Window(first, min(first + size, len(lengths)),
+                              tuple(ordered[i:i + batch_size] for i in range(0, len(ordered), batch_size))))
+    return windows
+
+
+# ---------------------------------------------------------------------------------------------- the run
+
+
+def extract_knowledge(config: ExtractConfig) -> ExtractResult:
+    """Check everything, fix T, run the teacher and write the store (module docstring); ``InputError`` on bad input.
+
+    Nothing is written before every input has been checked; a rerun after a kill continues where it stopped.
+    """
+    import torch
+
+    _check_config(config)
+    output = Path(config.output).expanduser()
+    if output.exists() and not output.is_dir():
+        raise InputError(f"--output {output}: is a file, not a folder")
+    if (output / MANIFEST_NAME).is_file():
+        raise InputError(f"--output {output} already holds a complete knowledge store; choose another folder or delete it")
+    start = resume_from(output)
+    teacher = locate_model(config.teacher, "--teacher")
+    tokenizer = load_tokenizer(teacher, "--teacher")
+    teacher_config = load_text_config(teacher, "--teacher")
+    vocab_size = int(teacher_config.vocab_size)  # the logit width: what stored ids index
+    tokenizer_sha256 = tokenizer_fingerprint(tokenizer)
+    if config.student is not None:
+        _check_student(locate_model(config.student, "--student"), vocab_size, tokenizer_sha256)
+    k = config.top_k if config.selection == "topk" else min(config.samples_per_position, vocab_size)
+    if config.selection == "topk" and k > vocab_size:
+        raise InputError(f"--top-k {k}: exceeds the teacher's vocabulary of {vocab_size} tokens")
+    training = (read_training_jsonl(config.train) if config.train is not None else
+                task_training_set(config.train_task, config.data_dir, config.include_path, config.train_limit))
+    if config.train is not None and config.train_limit is not None:
+        training = TrainingSet(training.examples[:config.train_limit], training.source)
+    device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype_name = "bfloat16" if str(device).startswith("cuda") else "float32"
+    max_length = config.max_length or int(getattr(teacher_config, "max_position_embeddings", None) or 2048)
+    examples = tokenize_examples(training.examples, tokenizer, max_length)
+    temperature = _teacher_temperature(config, output, teacher, dtype_name, device)
+    model = load_teacher(teacher, device, getattr(torch, dtype_name))
+    extra = {"training_data": training.to_dict(), "teacher_temperature": temperature.to_dict(),
+             "tokenization": {"scheme": "lm-eval _encode_pair (causal), left-truncated", "max_length": max_length},
+             "teacher_dtype": dtype_name, "sampling_seed": config.seed if config.selection == "sample" else None}
+    try:
+        writer = KnowledgeStoreWriter(
+            output, vocab_size=vocab_size, k=k, tokenizer_sha256=tokenizer_sha256, teacher_path=str(config.teacher),
+            teacher_config_sha256=teacher_config_sha256(teacher, model.config), temperature=temperature.value,
+            temperature_source=temperature.label, selection=config.selection,
+            samples_per_position=config.samples_per_position if config.selection == "sample" else None,
+            prob_bits=config.prob_bits, shard_positions=config.shard_positions, extra=extra)
+    except ValueError as error:
+        raise InputError(f"--output {output}: {error}") from None
+    write_json_atomically(output / TEMPERATURE_FILE, {"request": _temperature_request(config), **temperature.to_dict()})
+    positions, sampled_mass, seconds = run_teacher_passes(model, examples, writer, start, k, temperature.value, config, device)
+    manifest = writer.close()
+    run_stats = {"positions_this_run": positions, "seconds": seconds, "resumed_from": start,
+                 "positions_per_second": positions / seconds if seconds > 0 else None, "device": str(device),
+                 "batch_size": config.batch_size, "truncated_examples": int(sum(e.truncated_tokens > 0 for e in examples)),
+                 "examples_without_completion": int(sum(e.n_completion == 0 for e in examples))}
+    if sampled_mass is not None:
+        run_stats["sampled_teacher_mass_mean"] = sampled_mass
+    manifest = replace(manifest, stats={**manifest.stats, "extraction": run_stats})
+    write_json_atomically(output / MANIFEST_NAME, manifest.to_dict())
+    _warn_if_below_resolution(manifest)
+    return ExtractResult(output, manifest, temperature, start, positions, seconds)
+
+
+def _warn_if_below_resolution(manifest: Manifest) -> None:
+    """A flat tempered teacher (large T) can put p_1 under the step of 8-bit codes: the store then holds zeros."""
+    import warnings
+
+    identity = manifest.identity
+    top1 = manifest.stats.get("top1_prob_mean")
+    if identity.selection != "topk" or top1 is None or identity.quantization["probs"].get("bits") != 8:
+        return
+    step = identity.quantization["probs"]["max_abs_error"][0] * 2  # 1 / 255
+    if top1 < 5 * step:
+        warnings.warn(f"the tempered teacher is flat (T = {identity.temperature:.3g}: mean top-1 probability "
+                      f"{top1:.2g}, 8-bit step {step:.2g}), so many stored probabilities round to 0; "
+                      "extract with --prob-bits 16", stacklevel=3)
+
+
+def _check_config(config: ExtractConfig) -> None:
+    def whole(value: Any, flag: str, low: int = 1) -> None:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+            raise InputError(f"{flag} {value!r}: must be a whole number >= {low}")
+
+    if (config.train is None) == (config.train_task is None):
+        raise InputError("give the training pairs with exactly one of --train FILE.jsonl or --train-task NAME")
+    if config.selection not in SELECTIONS:
+        raise InputError(f"--selection {config.selection!r}: must be one of {', '.join(SELECTIONS)}")
+    whole(config.top_k, "--top-k")
+    whole(config.batch_size, "--batch-size")
+    whole(config.train_limit, "--limit")
+    whole(config.calibration_limit, "--calibration-limit")
+    whole(config.shard_positions, "shard_positions")
+    check_max_length(config.max_length)
+    if config.selection == "sample":
+        if config.samples_per_position is None:
+            raise InputError("--selection sample needs --samples-per-position N (draws per position)")
+        whole(config.samples_per_position, "--samples-per-position")
+        if config.samples_per_position > 65535:
+            raise InputError(f"--samples-per-position {config.samples_per_position}: must be <= 65535")
+    elif config.samples_per_position is not None:
+        raise InputError("--samples-per-position is only for --selection sample")
+    if config.prob_bits not in (8, 16):
+        raise InputError(f"--prob-bits {config.prob_bits!r}: must be 8 or 16")
+    parse_temperature_option(config.teacher_temperature)
+
+
+def _check_student(student: ModelLocation, teacher_vocab: int, teacher_tokenizer_sha256: str) -> None:
+    student_vocab = int(load_text_config(student, "--student").vocab_size)
+    if student_vocab != teacher_vocab:
+        raise InputError(f"vocabularies differ: teacher {teacher_vocab} tokens, student {student_vocab} tokens "
+                         "(--student); FIRST needs a student with the teacher's tokenizer")
+    student_sha256 = tokenizer_fingerprint(load_tokenizer(student, "--student"))
+    if student_sha256 != teacher_tokenizer_sha256:
+        raise InputError(f"tokenizers differ: teacher sha256 {teacher_tokenizer_sha256[:12]}…, student "
+                         f"{student_sha256[:12]}… (same vocabulary size, different token ids)")
+
+
+def _temperature_request(config: ExtractConfig) -> dict[str, Any]:
+    return {"teacher_temperature": str(config.teacher_temperature), "calibrators_from": str(config.calibrators_from),
+            "task": config.calibration_task or config.train_task, "limit": config.calibration_limit,
+            "data_dir": str(config.data_dir), "include_path": str(config.include_path), "teacher": str(config.teacher)}
+
+
+def _teacher_temperature(config: ExtractConfig, output: Path, teacher: ModelLocation, dtype: str,
+                         device: str) -> TeacherTemperature:
+    """T for this run; a resumed run reuses the one its first run recorded when the request is the same."""
+    saved_path = output / TEMPERATURE_FILE
+    if saved_path.is_file():
+        saved = json.loads(saved_path.read_text(encoding="utf-8"))
+        if saved.get("request") == _temperature_request(config):
+            return TeacherTemperature.from_dict(saved)
+    task = config.calibration_task or config.train_task
+    fit = None if task is None else TemperatureFitConfig(
+        model_args=teacher.lm_eval_model_args(dtype), task=task, data_dir=config.data_dir,
+        include_path=config.include_path, limit=config.calibration_limit, batch_size=config.batch_size,
+        device=device, seed=config.seed)
+    return resolve_teacher_temperature(config.teacher_temperature, config.calibrators_from, task, fit)
+
+
+def run_teacher_passes(model: Any, examples: list[TokenizedExample], writer: KnowledgeStoreWriter, start: int, k: int,
+                 temperature: float, config: ExtractConfig, device: str) -> tuple[int, float | None, float]:
+    """Teacher passes from the window holding ``start``; writes sequences ``start..n-1`` in order.
+
+    Returns the positions written, for ``sample`` the mean teacher mass of the distinct sampled ids (else None),
+    and the seconds spent (teacher passes, selection and writing; not model loading).
+    """
+    import torch
+
+    lengths = np.asarray([len(e.input_ids) for e in examples], dtype=np.int64)
+    n_completion = np.asarray([e.n_completion for e in examples], dtype=np.int64)
+    pad_id = int(getattr(model.config, "pad_token_id", None) or 0)
+    empty = (np.zeros((0, k), np.int64), np.zeros((0, k), np.float32))
+    written, covered_sum = 0, 0.0
+    with _Progress(config.progress, int(n_completion[start:].sum())) as advance, torch.inference_mode():
+        started = time.perf_counter()
+        for window in plan_windows(lengths, n_completion, start, config.batch_size):
+            results: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+            for indices in window.batches:
+                batch = collate_teacher_batch(examples, indices, pad_id, device)
+                ids, probs, covered = _select(completion_logits(model, batch), batch, temperature, k, config)
+                new_rows = np.repeat(batch.indices, batch.n_completion) >= start  # rows not already on disk
+                if covered is not None:
+                    covered_sum += float(covered[new_rows].sum())
+                bounds = np.concatenate([[0], np.cumsum(batch.n_completion)])
+                for row, index in enumerate(batch.indices):
+                    results[int(index)] = (ids[bounds[row]:bounds[row + 1]], probs[bounds[row]:bounds[row + 1]])
+                advance(int(new_rows.sum()))
+            for index in range(max(start, window.first), window.stop):
+                ids, probs = results.get(index, empty)
+                writer.add(index, ids, probs)
+                written += len(ids)
+        if str(device).startswith("cuda"):
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - started
+    return written, (covered_sum / written if covered_sum and written else None), seconds
+
+
+def _select(logits: Any, batch: TeacherBatch, temperature: float, k: int,
+            config: ExtractConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(B, m, V) logits -> stored ids (N, k), probabilities or weights (N, k), and (sample) the covered mass (N,)."""
+    import torch
+
+    if config.selection == "topk":
+        ids, probs = tempered_topk(logits, temperature, k, overwrite=True)  # (B, m, k) each
+        return ids[batch.keep].cpu().numpy(), probs[batch.keep].cpu().numpy(), None
+    parts, m = [], logits.shape[1]
+    for row, index in enumerate(batch.indices):  # one generator per example: draws do not depend on batching
+        generator = torch.Generator(device=logits.device).manual_seed(sequence_seed(config.seed, int(index)))
+        parts.append(tempered_sample(logits[row, m - batch.n_completion[row]:], temperature,
+                                     config.samples_per_position, generator))
+    ids, weights, covered = (torch.cat(column) for column in zip(*parts))
+    # at most min(S, V) distinct ids: the slots past k are always padding
+    return ids[:, :k].cpu().numpy(), weights[:, :k].cpu().numpy(), covered.cpu().numpy()
+
+
+class _Progress:
+    """A rich progress bar over positions on stderr (or nothing); ``with`` yields ``advance(n)``."""
+
+    def __init__(self, enabled: bool, total: int):
+        self.enabled, self.total, self.bar = enabled, total, None
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda n: None
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bar = Progress(TextColumn("extracting"), BarColumn(), MofNCompleteColumn(), TextColumn("positions"),
+                            TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
+                            console=Console(stderr=True), transient=True)
+        self.bar.__enter__()
+        job = self.bar.add_task("extract", total=self.total, rate="")
+        started = time.perf_counter()
+        done = [0]
+
+        def advance(n: int) -> None:
+            done[0] += n
+            rate = done[0] / max(time.perf_counter() - started, 1e-9)
+            self.bar.update(job, advance=n, rate=f"{rate:,.0f}/s")
+
+        return advance
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
