@@ -1,0 +1,432 @@
+"""``train_student``: one student per variant, all from the same initial student, data order and schedule.
+
+    result = train_student(TrainConfig(student=Path("runs/base"), output=Path("runs/students"),
+                                       variants=("first", "ce"), knowledge=Path("runs/knowledge"),
+                                       train=Path("pairs.jsonl"), settings=TrainerSettings(epochs=2)))
+
+Steps: check every input (variant names, stores against the student's tokenizer and vocabulary, the stores
+against the training examples, position by position) before anything is written; then, per variant, load
+the initial student, train it with ``DistillationTrainer`` (first_distill/trainer.py) and save it with
+``save_pretrained`` plus its tokenizer, so lm-eval's ``hf`` model loads it (``pretrained=OUTPUT/<variant>/model``).
+
+Output folder::
+
+    train_config.json            the settings (a --resume with other settings is refused)
+    train_result.json            TrainResult.to_dict()
+    <variant>/model/             the trained student (appears only once complete)
+    <variant>/checkpoints/       checkpoint-N folders (resume points)
+    <variant>/training_log.json  per-step training loss (training curves)
+    <variant>/result.json        StudentResult.to_dict()
+
+Examples are tokenized exactly as extraction tokenized them (lm-eval's pair encoding, left-truncated to the
+store's recorded ``max_length``), so stored row j of example i is the teacher's view of its j-th completion
+token. Examples without completion tokens are left out (they carry no loss). Run under ``accelerate launch``
+or ``torchrun`` for several GPUs: every process calls ``train_student``; only the main one writes files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from first_distill.collator import DistillationCollator, ExampleDataset
+from first_distill.knowledge.manifest import write_json_atomically
+from first_distill.trainer import STAGING_DIR, TrainerSettings, make_trainer, save_final_model
+from first_distill.variants import (
+    KNOWLEDGE_FLAGS, ONLINE_TEACHER, SAMPLED, TEMPERED_TOPK, UNTEMPERED_TOPK, Variant, knowledge_needed, parse_variants)
+from first_eval.errors import InputError
+
+CONFIG_FILE = "train_config.json"
+RESULT_FILE = "train_result.json"
+SCHEMA = "first.train/1"
+# Settings that may change between a run and its --resume.
+RESUME_FREE_FIELDS = ("resume", "progress")
+_STORE_FIELDS = {TEMPERED_TOPK: "knowledge", UNTEMPERED_TOPK: "knowledge_untempered", SAMPLED: "knowledge_sampled"}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run (the ``first distill train`` flags).
+
+    Attributes:
+        student: the initial student's model folder (or a ``.gguf`` file inside one); every variant starts from it.
+        output: the run folder (module docstring).
+        variants: names from first_distill.variants.VARIANTS (``first``, ``topk-notemp``, ``topk-tail``, ``rs-kd``,
+            ``full-kd``, ``ce``, ``label-smoothing``).
+        knowledge: the tempered top-k store (``first``, ``topk-tail``; its T is ``full-kd``'s default).
+        knowledge_untempered: a top-k store extracted at T = 1 (``topk-notemp``).
+        knowledge_sampled: a ``--selection sample`` store (``rs-kd``).
+        teacher: the teacher model folder, run online (``full-kd``).
+        teacher_temperature: T for ``full-kd``; default: the ``knowledge`` (else ``knowledge_sampled``) store's T.
+        train / train_task / data_dir / include_path / train_limit: the training pairs, exactly as given to
+            ``first distill extract`` (the stores are checked against them).
+        max_length: tokens kept per example; default: what the stores were extracted with, else the student's context.
+        settings: optimisation settings (first_distill.trainer.TrainerSettings).
+        resume: continue an interrupted run in ``output`` from its last checkpoints (same settings required).
+    """
+
+    student: Path
+    output: Path
+    variants: tuple[str, ...] = ("first",)
+    knowledge: Path | None = None
+    knowledge_untempered: Path | None = None
+    knowledge_sampled: Path | None = None
+    teacher: Path | None = None
+    teacher_temperature: float | None = None
+    train: Path | None = None
+    train_task: str | None = None
+    data_dir: Path | None = None
+    include_path: Path | None = None
+    train_limit: int | None = None
+    max_length: int | None = None
+    settings: TrainerSettings = field(default_factory=TrainerSettings)
+    resume: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """Flat JSON-able settings (paths resolved; ``settings`` fields at the top level)."""
+        flat: dict[str, Any] = {"schema": SCHEMA}
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            if item.name == "settings":
+                flat.update(value.to_dict())
+            elif isinstance(value, Path):
+                flat[item.name] = str(value.expanduser().resolve())
+            elif isinstance(value, tuple):
+                flat[item.name] = list(value)
+            else:
+                flat[item.name] = value
+        return json.loads(json.dumps(flat))
+
+
+@dataclass(frozen=True)
+class StudentResult:
+    """One trained student. ``tokens``: non-padding input tokens trained on by this run (main process);
+    ``resumed_from_step``: the checkpoint step this run continued from (0: from the start);
+    ``already_complete``: found finished in the output folder (a --resume), not trained again."""
+
+    variant: str
+    model_dir: Path
+    log_path: Path
+    steps: int
+    final_loss: float | None
+    mean_loss: float | None
+    seconds: float
+    tokens: int
+    resumed_from_step: int = 0
+    already_complete: bool = False
+
+    @property
+    def tokens_per_second(self) -> float | None:
+        return self.tokens / self.seconds if self.seconds > 0 and self.tokens else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"variant": self.variant, "model_dir": str(self.model_dir), "log_path": str(self.log_path),
+                "steps": self.steps, "final_loss": self.final_loss, "mean_loss": self.mean_loss,
+                "seconds": self.seconds, "tokens": self.tokens, "tokens_per_second": self.tokens_per_second,
+                "resumed_from_step": self.resumed_from_step, "already_complete": self.already_complete}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "StudentResult":
+        return cls(variant=data["variant"], model_dir=Path(data["model_dir"]), log_path=Path(data["log_path"]),
+                   steps=int(data["steps"]), final_loss=data.get("final_loss"), mean_loss=data.get("mean_loss"),
+                   seconds=float(data["seconds"]), tokens=int(data["tokens"]),
+                   resumed_from_step=int(data.get("resumed_from_step", 0)))
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """The run: its folder, one ``StudentResult`` per variant (config order), the ``full-kd`` temperature used."""
+
+    output: Path
+    students: tuple[StudentResult, ...]
+    teacher_temperature: float | None = None
+
+    def student(self, variant: str) -> StudentResult:
+        for result in self.students:
+            if result.variant == variant:
+                return result
+        raise KeyError(f"no student for variant {variant!r} (trained: {', '.join(s.variant for s in self.students)})")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"output": str(self.output), "teacher_temperature": self.teacher_temperature,
+                "students": [student.to_dict() for student in self.students]}
+
+
+# ------------------------------------------------------------------------------------------ checks
+
+
+def _check_config(config: TrainConfig, variants: tuple[Variant, ...]) -> None:
+    """All problems at once, as one InputError line."""
+    from first_distill.training_data import check_max_length
+
+    problems = list(config.settings.problems())
+    if (config.train is None) == (config.train_task is None):
+        problems.append("give the training pairs with exactly one of --train FILE.jsonl or --train-task NAME")
+    if config.train_limit is not None and (isinstance(config.train_limit, bool) or not isinstance(config.train_limit, int)
+                                           or config.train_limit < 1):
+        problems.append(f"--limit {config.train_limit!r}: must be a whole number >= 1")
+    try:
+        check_max_length(config.max_length)
+    except InputError as error:
+        problems.append(str(error))
+    if config.teacher_temperature is not None and not (
+            isinstance(config.teacher_temperature, (int, float)) and config.teacher_temperature > 0):
+        problems.append(f"--teacher-temperature {config.teacher_temperature!r}: must be a number > 0")
+    for kind in knowledge_needed(variants):
+        path = config.teacher if kind == ONLINE_TEACHER else getattr(config, _STORE_FIELDS[kind])
+        if path is None:
+            users = ", ".join(v.name for v in variants if v.knowledge == kind)
+            problems.append(f"variant {users} needs {KNOWLEDGE_FLAGS[kind]} ({kind.replace('-', ' ')} knowledge)")
+    if problems:
+        raise InputError("; ".join(problems))
+
+
+def _open_stores(config: TrainConfig, variants: tuple[Variant, ...], vocab_size: int, tokenizer_sha256: str) -> dict:
+    """{kind: KnowledgeStore} for the stores the variants need, each checked against the student and its kind."""
+    from first_distill.knowledge import KnowledgeStore
+
+    stores = {}
+    for kind in knowledge_needed(variants):
+        if kind == ONLINE_TEACHER:
+            continue
+        flag = KNOWLEDGE_FLAGS[kind]
+        path = Path(getattr(config, _STORE_FIELDS[kind])).expanduser()
+        try:
+            store = KnowledgeStore.open(path, expect_vocab_size=vocab_size, expect_tokenizer_sha256=tokenizer_sha256)
+        except InputError as error:
+            raise InputError(f"{flag} {path}: {error}") from None
+        wanted_selection = "sample" if kind == SAMPLED else "topk"
+        if store.selection != wanted_selection:
+            raise InputError(f"{flag} {path}: a {store.selection!r} store, but {kind.replace('-', ' ')} knowledge needs "
+                             f"one extracted with --selection {wanted_selection}")
+        if kind == UNTEMPERED_TOPK and store.temperature != 1.0:
+            raise InputError(f"{flag} {path}: extracted at T = {store.temperature:g}; topk-notemp needs an untempered "
+                             "store (extract with --teacher-temperature none)")
+        stores[kind] = store
+    return stores
+
+
+def _recorded_max_length(store: Any) -> int | None:
+    value = (store.manifest.identity.extra.get("tokenization") or {}).get("max_length")
+    return int(value) if value is not None else None
+
+
+def _max_length(config: TrainConfig, stores: dict, student_location: Any) -> int:
+    """The explicit --max-length, else the one all stores were extracted with, else the student's context."""
+    recorded = {kind: length for kind, store in stores.items() if (length := _recorded_max_length(store)) is not None}
+    if len(set(recorded.values())) > 1:
+        detail = ", ".join(f"{KNOWLEDGE_FLAGS[kind]} {length}" for kind, length in recorded.items())
+        raise InputError(f"the knowledge stores were extracted with different --max-length values ({detail})")
+    if config.max_length is not None:
+        for kind, length in recorded.items():
+            if length != config.max_length:
+                raise InputError(f"--max-length {config.max_length} differs from the {length} that {KNOWLEDGE_FLAGS[kind]} "
+                                 "was extracted with; leave --max-length out to use the store's")
+        return config.max_length
+    if recorded:
+        return next(iter(recorded.values()))
+    return int(getattr(_text_config(student_location, "--student"), "max_position_embeddings", None) or 2048)
+
+
+def _check_alignment(stores: dict, examples: list, training: Any, max_length: int) -> None:
+    """Every store holds one sequence per example with one row per completion token (InputError otherwise)."""
+    for kind, store in stores.items():
+        flag = f"{KNOWLEDGE_FLAGS[kind]} {store.folder}"
+        recorded = store.manifest.identity.extra.get("training_data") or {}
+        ours = training.to_dict()
+        if recorded.get("sha256") and ours.get("sha256") and recorded["sha256"] != ours["sha256"]:
+            raise InputError(f"{flag}: extracted from training file {recorded.get('path')} (sha256 "
+                             f"{recorded['sha256'][:12]}…), not from {ours.get('path')}; pass the same --train")
+        if store.n_sequences != len(examples):
+            raise InputError(f"{flag}: holds {store.n_sequences} sequences but the training data has {len(examples)} "
+                             "examples; extract the store from the same --train/--train-task and --limit")
+        for index, example in enumerate(examples):
+            stored = store.sequence_length(index)
+            if stored != example.n_completion:
+                raise InputError(f"{flag}: sequence {index} holds {stored} positions but example {index} has "
+                                 f"{example.n_completion} completion tokens (max_length {max_length}); the store was "
+                                 "extracted from other training data or another --max-length")
+
+
+def _text_config(location: Any, flag: str) -> Any:
+    """A model folder's (text) config, without loading weights; ``InputError`` naming ``flag``."""
+    from transformers import AutoConfig
+
+    try:
+        model_config = AutoConfig.from_pretrained(str(location.folder), **location.kwargs)
+    except Exception as error:  # transformers raises OSError, ValueError, KeyError ... for an unusable folder
+        raise InputError(f"{flag} {location.folder}: cannot read its config ({type(error).__name__}: "
+                         f"{' '.join(str(error).split())[:200]})") from None
+    return model_config.get_text_config() if hasattr(model_config, "get_text_config") else model_config
+
+
+def _check_teacher(config: TrainConfig, vocab_size: int, tokenizer_sha256: str) -> Any:
+    from first_distill.knowledge import tokenizer_fingerprint
+    from first_distill.knowledge.extract import load_tokenizer, locate_model
+
+    location = locate_model(config.teacher, "--teacher")
+    teacher_vocab = int(_text_config(location, "--teacher").vocab_size)
+    if teacher_vocab != vocab_size:
+        raise InputError(f"vocabularies differ: teacher {teacher_vocab} tokens (--teacher), student {vocab_size} "
+                         "tokens; full-kd needs a student with the teacher's tokenizer")
+    if tokenizer_fingerprint(load_tokenizer(location, "--teacher")) != tokenizer_sha256:
+        raise InputError("tokenizers differ between --teacher and --student (same vocabulary size, different token "
+                         "ids); full-kd needs a student with the teacher's tokenizer")
+    return location
+
+
+def _full_kd_temperature(config: TrainConfig, stores: dict) -> float:
+    if config.teacher_temperature is not None:
+        return float(config.teacher_temperature)
+    for kind in (TEMPERED_TOPK, SAMPLED):
+        if kind in stores:
+            return float(stores[kind].temperature)
+    raise InputError("full-kd needs the teacher temperature: pass --teacher-temperature T, or --knowledge STORE "
+                     "to use the T it was extracted with")
+
+
+def _load_training(config: TrainConfig) -> Any:
+    from first_distill.training_data import TrainingSet, read_training_jsonl, task_training_set
+
+    if config.train is not None:
+        training = read_training_jsonl(config.train)
+        if config.train_limit is not None:
+            training = TrainingSet(training.examples[:config.train_limit], training.source)
+        return training
+    return task_training_set(config.train_task, config.data_dir, config.include_path, config.train_limit)
+
+
+def _prepare_output(config: TrainConfig, output: Path, state: Any) -> None:
+    """Refuse to overwrite a run, or to resume one whose settings differ; then write train_config.json."""
+    config_path = output / CONFIG_FILE
+    current = config.to_dict()
+    if config_path.is_file():
+        if not config.resume:
+            raise InputError(f"--output {output} already holds a training run ({CONFIG_FILE}); pass --resume to "
+                             "continue it or choose another folder")
+        try:
+            saved = json.loads(config_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as error:
+            raise InputError(f"{config_path} is unreadable ({error}); cannot --resume this run") from None
+        differing = [key for key in sorted(set(saved) | set(current))
+                     if key not in RESUME_FREE_FIELDS and saved.get(key) != current.get(key)]
+        if differing:
+            detail = ", ".join(f"{key} (saved {saved.get(key)!r}, now {current.get(key)!r})" for key in differing)
+            raise InputError(f"--resume: the run in {output} was started with other settings: {detail}; resume "
+                             "with the same settings or choose a new --output")
+    elif output.is_dir() and any(output.iterdir()):
+        raise InputError(f"--output {output} is not empty and holds no training run; choose an empty or new folder")
+    elif output.exists() and not output.is_dir():
+        raise InputError(f"--output {output}: is a file, not a folder")
+    state.wait_for_everyone()  # every process has checked before the main one writes
+    if state.is_main_process and not config_path.is_file():
+        output.mkdir(parents=True, exist_ok=True)
+        write_json_atomically(config_path, current)
+    state.wait_for_everyone()
+
+
+# ---------------------------------------------------------------------------------------------- run
+
+
+def train_student(config: TrainConfig) -> TrainResult:
+    """Train one student per variant (module docstring); ``InputError`` for any problem with the inputs."""
+    from first_distill.knowledge import tokenizer_fingerprint
+    from first_distill.knowledge.extract import load_tokenizer, locate_model
+    from first_distill.training_data import tokenize_examples
+
+    variants = parse_variants(config.variants)
+    _check_config(config, variants)
+    student = locate_model(config.student, "--student")
+    tokenizer = load_tokenizer(student, "--student")
+    vocab_size = int(_text_config(student, "--student").vocab_size)
+    tokenizer_sha256 = tokenizer_fingerprint(tokenizer)
+    stores = _open_stores(config, variants, vocab_size, tokenizer_sha256)
+    online = any(v.knowledge == ONLINE_TEACHER for v in variants)
+    teacher = _check_teacher(config, vocab_size, tokenizer_sha256) if online else None
+    temperature = _full_kd_temperature(config, stores) if online else None
+    max_length = _max_length(config, stores, student)
+    training = _load_training(config)
+    examples = tokenize_examples(training.examples, tokenizer, max_length)
+    _check_alignment(stores, examples, training, max_length)
+    kept = [index for index, example in enumerate(examples) if example.n_completion > 0]
+    if not kept:
+        raise InputError("no training example has a completion token (check the 'completion' texts and --max-length)")
+    dataset = ExampleDataset([examples[i] for i in kept], kept)
+
+    output = Path(config.output).expanduser()
+    first_args = config.settings.training_arguments(output / variants[0].name / "checkpoints")
+    _ = first_args.device  # sets up the (distributed) process state
+    from accelerate import PartialState
+
+    state = PartialState()
+    _prepare_output(config, output, state)
+    pad_id = next((t for t in (tokenizer.pad_token_id, tokenizer.eos_token_id) if t is not None), 0)
+    results = []
+    for variant in variants:
+        results.append(_train_variant(variant, config, output, student, tokenizer, dataset, stores, pad_id, state,
+                                      teacher=teacher, teacher_temperature=temperature))
+    result = TrainResult(output, tuple(results), temperature)
+    if state.is_main_process:
+        write_json_atomically(output / RESULT_FILE, result.to_dict())
+    return result
+
+
+def _train_variant(variant: Variant, config: TrainConfig, output: Path, student: Any, tokenizer: Any,
+                   dataset: ExampleDataset, stores: dict, pad_id: int, state: Any, teacher: Any = None,
+                   teacher_temperature: float | None = None) -> StudentResult:
+    import torch
+    import transformers
+    from transformers import AutoModelForCausalLM
+    from transformers.trainer_utils import get_last_checkpoint
+
+    folder = output / variant.name
+    model_dir, result_path, log_path = folder / "model", folder / "result.json", folder / "training_log.json"
+    checkpoints = folder / "checkpoints"
+    if model_dir.is_dir() and result_path.is_file():  # finished by the run being resumed
+        done = StudentResult.from_dict(json.loads(result_path.read_text(encoding="utf-8")))
+        return dataclasses.replace(done, already_complete=True)
+    if state.is_main_process:
+        checkpoints.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(checkpoints / STAGING_DIR, ignore_errors=True)  # a checkpoint a kill interrupted
+    state.wait_for_everyone()
+    last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+
+    args = config.settings.training_arguments(checkpoints)
+    transformers.set_seed(config.settings.seed)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(student.folder), dtype=torch.float32, **student.kwargs)
+    except Exception as error:  # as for the config: many exception types mean "not a loadable causal LM"
+        raise InputError(f"--student {student.folder}: cannot load it as a causal LM ({type(error).__name__}: "
+                         f"{' '.join(str(error).split())[:200]})") from None
+    teacher_model = None
+    if variant.knowledge == ONLINE_TEACHER:
+        from first_distill.knowledge.extract import load_teacher
+
+        teacher_model = load_teacher(teacher, "cpu", torch.bfloat16 if args.bf16 else torch.float32)
+    collator = DistillationCollator(pad_id, stores.get(variant.knowledge), config.settings.pad_to_multiple_of)
+    trainer = make_trainer(model=model, args=args, dataset=dataset, collator=collator, tokenizer=tokenizer,
+                           variant=variant, log_path=log_path, teacher=teacher_model,
+                           teacher_temperature=teacher_temperature or 1.0)
+    started = time.perf_counter()
+    trainer.train(resume_from_checkpoint=last)
+    seconds = time.perf_counter() - started
+    losses = [float(entry["loss"]) for entry in trainer.state.log_history if "loss" in entry]  # restored on resume
+    result = StudentResult(
+        variant=variant.name, model_dir=model_dir, log_path=log_path, steps=int(trainer.state.global_step),
+        final_loss=losses[-1] if losses else None, mean_loss=sum(losses) / len(losses) if losses else None,
+        seconds=seconds, tokens=int(trainer.tokens_seen),
+        resumed_from_step=int(Path(last).name.rsplit("-", 1)[1]) if last else 0)
+    if state.is_main_process:
+        write_json_atomically(result_path, result.to_dict())
+    save_final_model(trainer, model_dir)
+    del trainer, model, teacher_model
+    if torch.cuda.is_available():
+        gc.collect()
+        torch.cuda.empty_cache()  # the next variant starts from an empty GPU
+    return result
