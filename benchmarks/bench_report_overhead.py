@@ -25,10 +25,11 @@ GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 BARE = """
 import sys, lm_eval
+from lm_eval.tasks import TaskManager
 from first_eval.lm_eval_bridge.local_tasks import prepare_local_tasks
 from pathlib import Path
 include = prepare_local_tasks(["arc_easy"], Path(sys.argv[1]), Path(sys.argv[2]))
-tm = lm_eval.tasks.TaskManager(include_path=str(include), include_defaults=False)
+tm = TaskManager(include_path=str(include), include_defaults=False)
 lm_eval.simple_evaluate(model="hf", model_args=sys.argv[3], tasks=["arc_easy"], task_manager=tm,
                         limit=int(sys.argv[4]), batch_size=int(sys.argv[5]), device="cpu", log_samples=True)
 """
