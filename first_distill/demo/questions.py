@@ -4,9 +4,9 @@ Two task families, each in-domain and out-of-domain (OOD):
 
 - ``boolq`` (2 choices no/yes, BoolQ-like): "can bavok swim?". The world draws whether this entity
   has the trait this time, so ``P(yes | question) = q[e, t]`` exactly.
-- ``csqa`` (``n_csqa_choices`` choices, CommonsenseQA-like): "what is the colour of bavok?" with a
-  random subset ``C`` of the colour words as choices. The gold answer is drawn from ``p[e, a]``
-  restricted to ``C``: ``P(c | question) = p[e, a](c) / sum_{c' in C} p[e, a](c')``.
+- ``csqa`` (``n_csqa_choices`` choices, CommonsenseQA-like): "what is the colour of bavok?". The
+  world draws the answer ``v ~ p[e, a]`` and the question writer adds uniformly random distractor
+  colours, so ``P(c | question with choices C) = p[e, a](c) / sum_{c' in C} p[e, a](c')``.
 
 Because each gold answer is *sampled* from its posterior, the Bayes predictor (argmax of the
 posterior, confidence = its max) is perfectly calibrated in expectation; its measured ECE on a
@@ -158,9 +158,15 @@ def make_boolq_questions(
 def make_csqa_questions(
     facts: WorldFacts, task: TaskSpec, sizes: SplitSizes, n_choices: int, rng: np.random.Generator
 ) -> dict[str, list[Question]]:
-    """CSQA-like questions: a uniformly random (entity, attribute, template) and a random
-    ``n_choices``-subset of the attribute's values (in random order), distinct across all splits;
-    gold drawn from the restricted posterior."""
+    """CSQA-like questions, written the way a multiple-choice dataset is: draw a uniformly random
+    (entity, attribute, template), draw the answer ``v ~ p[e, a]``, add ``n_choices - 1`` distinct
+    distractors uniformly from the attribute's other values, shuffle. Questions are distinct across all
+    splits (a repeated (entity, attribute, template, choice set) is redrawn).
+
+    Since the distractors are uniform given the answer, ``P(answer = c | choices C) ∝ p[e, a](c)``
+    on ``C``: the Bayes posterior is ``p[e, a]`` restricted to the choices and renormalised, and the
+    gold answers' marginal distribution is ``p[e, a]`` itself (so training on them is unbiased).
+    """
     attributes = facts.in_domain_attributes if task.domain == "in_domain" else facts.ood_attributes
     n_values = len(facts.values[attributes[0]])
     total = sizes.train + sizes.validation + sizes.test
@@ -169,29 +175,30 @@ def make_csqa_questions(
         raise ValueError(f"task {task.name} asks for {total} questions but the world has only {capacity} distinct "
                          f"ones (at most half can be drawn); raise n_entities or lower the split sizes")
     seen: set[tuple] = set()
-    drawn: list[tuple[int, str, int, np.ndarray]] = []
+    drawn: list[tuple[int, str, int, np.ndarray, int]] = []
     while len(drawn) < total:
         e = int(rng.integers(len(facts.entities)))
         attribute = attributes[int(rng.integers(len(attributes)))]
         k = int(rng.integers(len(task.templates)))
-        shown = rng.choice(n_values, size=n_choices, replace=False)  # random order = display order
+        answer = int(rng.choice(n_values, p=facts.distribution(e, attribute)))
+        others = np.delete(np.arange(n_values), answer)
+        shown = rng.permutation(np.concatenate([[answer], rng.choice(others, size=n_choices - 1, replace=False)]))
         key = (e, attribute, k, tuple(sorted(shown.tolist())))
-        if key not in seen:
+        if key not in seen:  # acceptance depends on the choice set only, so P(answer | choices) is unchanged
             seen.add(key)
-            drawn.append((e, attribute, k, shown))
+            drawn.append((e, attribute, k, shown, int(np.flatnonzero(shown == answer)[0])))
     by_split: dict[str, list[Question]] = {}
     start = 0
     for split, count in _split_counts(sizes):
         questions = []
-        for i, (e, attribute, k, shown) in enumerate(drawn[start : start + count]):
+        for i, (e, attribute, k, shown, label) in enumerate(drawn[start : start + count]):
             restricted = facts.distribution(e, attribute)[shown]
-            bayes = restricted / restricted.sum()
             questions.append(Question(
                 id=f"{task.name}-{split}-{i:05d}",
                 question=task.templates[k].format(attribute=attribute, entity=facts.entities[e]),
                 choices=tuple(facts.values[attribute][j] for j in shown),
-                label=_sample_gold(bayes, rng),
-                bayes_probs=tuple(bayes.tolist()),
+                label=label,
+                bayes_probs=tuple((restricted / restricted.sum()).tolist()),
                 entity=facts.entities[e],
                 topic=attribute,
             ))
