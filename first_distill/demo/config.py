@@ -61,8 +61,8 @@ class WorldConfig:
     name: str = "default"
     n_entities: int = 24
     n_values: int = 8
-    dirichlet_alpha: float = 0.5
-    ability_scale: float = 1.5
+    dirichlet_alpha: float = 0.15
+    ability_scale: float = 2.5
     easiness_scale: float = 1.0
     n_csqa_choices: int = 4
     boolq_sizes: SplitSizes = field(default_factory=lambda: SplitSizes(train=200, validation=200, test=320))
@@ -72,15 +72,15 @@ class WorldConfig:
     pretrain_lines: int = 80_000
     pretrain_question_share: float = 0.5
     vocab_size: int = 640
-    student_base: ModelSize = field(default_factory=lambda: ModelSize(hidden_size=64, n_layers=1))
+    student_base: ModelSize = field(default_factory=lambda: ModelSize(hidden_size=96, n_layers=1))
     teacher_base: ModelSize = field(default_factory=lambda: ModelSize(hidden_size=128, n_layers=1))
-    student_steps: int = 1500
+    student_steps: int = 1200
     teacher_base_steps: int = 1500
     pretrain_batch: int = 64
     pretrain_lr: float = 3e-3
-    finetune_epochs: int = 8
+    finetune_epochs: int = 16
     finetune_batch: int = 32
-    finetune_lr: float = 1e-3
+    finetune_lr: float = 2e-3
 
     def __post_init__(self) -> None:
         if not 2 <= self.n_values <= 8:
