@@ -37,12 +37,81 @@ def demo_command(
 
 distill_app = typer.Typer(
     name="distill",
-    help="FIRST distillation (Shum et al., EMNLP 2024): store a calibrated teacher's top-k knowledge, train students.",
+    help="FIRST distillation (Shum et al., EMNLP 2024): calibrate the teacher, store its top-k knowledge, train and "
+         "audit students. `first distill --teacher ... --student ...` runs it all; `first distill extract` one step.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+
+
+@distill_app.callback(invoke_without_command=True)
+def distill_command(
+    ctx: typer.Context,
+    teacher: Optional[Path] = typer.Option(None, "--teacher", help="Fine-tuned teacher model folder (or DIR/NAME.gguf)."),
+    student: Optional[Path] = typer.Option(None, "--student", help="Initial student model folder (same tokenizer as the teacher)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Run folder: stores, students, audits, report.html, metrics.json."),
+    train_task: Optional[str] = typer.Option(None, "--train-task", help="lm-eval task(s) whose training split(s) are the training pairs (comma-separated)."),
+    train: Optional[Path] = typer.Option(None, "--train", help="Or: training pairs as JSONL with 'prompt' and 'completion'."),
+    eval_tasks: Optional[str] = typer.Option(None, "--eval-tasks", help="Multiple-choice tasks to audit every model on, in- and out-of-domain (comma-separated)."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Local task files DIR/<task>/<split>.jsonl (offline)."),
+    include_path: Optional[Path] = typer.Option(None, "--include-path", help="Folder of extra lm-eval task YAMLs."),
+    variants: str = typer.Option("first,ce", "--variants", help="Students to train: first, ce, label-smoothing, full-kd, topk-notemp, topk-tail, rs-kd."),
+    top_k: int = typer.Option(5, "--top-k", help="Teacher tokens stored per position."),
+    teacher_temperature: Optional[str] = typer.Option(None, "--teacher-temperature", help="auto (default: fit on the train task's validation split), none, or a number."),
+    calibrators_from: Optional[Path] = typer.Option(None, "--calibrators-from", help="Take T from a `first report` calibrators.json."),
+    calibration_task: Optional[str] = typer.Option(None, "--calibration-task", help="Task(s) whose validation split fits T (default: --train-task)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N training examples."),
+    eval_limit: Optional[int] = typer.Option(None, "--eval-limit", help="Only the first N questions of each eval task."),
+    epochs: float = typer.Option(1.0, "--epochs", help="Passes over the training pairs."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Optimiser steps (overrides --epochs)."),
+    lr: float = typer.Option(2e-5, "--lr", help="Peak learning rate (AdamW, cosine schedule)."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Training examples per device per micro-batch."),
+    grad_accum: int = typer.Option(1, "--grad-accum", help="Micro-batches per optimiser step."),
+    max_length: Optional[int] = typer.Option(None, "--max-length", help="Tokens kept per training example (cut from the left)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of data order, initialisation and bootstrap."),
+    bf16: Optional[bool] = typer.Option(None, "--bf16/--no-bf16", help="bf16 mixed precision (default: when the GPU supports it)."),
+    gradient_checkpointing: bool = typer.Option(False, "--gradient-checkpointing", help="Recompute activations (less memory)."),
+    save_steps: int = typer.Option(500, "--save-steps", help="Checkpoint every N optimiser steps."),
+    eval_batch_size: int = typer.Option(16, "--eval-batch-size", help="lm-eval and extraction batch size."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1 for extraction and audits."),
+    bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the confidence intervals."),
+    resume: bool = typer.Option(False, "--resume", help="Continue a killed run in --output (same settings)."),
+) -> None:
+    """Run FIRST end to end: teacher temperature -> top-k store -> one student per variant -> audits -> report.
+
+    Example:
+
+      first distill --teacher runs/demo/world-seed0/models/teacher --student runs/demo/world-seed0/models/student-base
+      --include-path runs/demo/world-seed0/tasks --train-task first_demo_boolq --eval-tasks first_demo_boolq,first_demo_boolq_ood
+      --variants first,ce,topk-notemp --epochs 4 --lr 1e-3 --output runs/distill
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from first_distill.pipeline import DistillConfig, run_distill
+    from first_distill.trainer import TrainerSettings
+    from first_eval.cli import parse_list
+
+    try:
+        missing = [flag for flag, value in (("--teacher", teacher), ("--student", student), ("--output", output),
+                                            ("--eval-tasks", eval_tasks)) if value is None]
+        if missing:
+            raise InputError(f"missing {', '.join(missing)} (see `first distill --help`)")
+        settings = TrainerSettings(epochs=epochs, max_steps=max_steps, batch_size=batch_size,
+                                   gradient_accumulation_steps=grad_accum, learning_rate=lr, seed=seed, bf16=bf16,
+                                   gradient_checkpointing=gradient_checkpointing, save_steps=save_steps)
+        result = run_distill(DistillConfig(
+            teacher=teacher, student=student, output=output, eval_tasks=parse_list(eval_tasks, "--eval-tasks"),
+            train_tasks=parse_list(train_task, "--train-task") if train_task else (), train=train,
+            data_dir=data_dir, include_path=include_path, variants=parse_list(variants, "--variants"), top_k=top_k,
+            teacher_temperature=teacher_temperature, calibrators_from=calibrators_from,
+            calibration_tasks=parse_list(calibration_task, "--calibration-task") if calibration_task else (),
+            train_limit=limit, eval_limit=eval_limit, max_length=max_length, settings=settings,
+            eval_batch_size=eval_batch_size, device=device, n_bootstrap=bootstrap, resume=resume))
+    except InputError as error:
+        raise fail(str(error))
+    typer.echo(f"wrote {result.report}", err=True)
 
 
 @distill_app.command("extract")

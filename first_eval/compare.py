@@ -122,26 +122,32 @@ def _as_float_array(values: Sequence[Any]) -> np.ndarray:
     return np.asarray([np.nan if v is None else v for v in values], dtype=float)
 
 
-def render_comparison(document: Mapping[str, Any], title: str, meta: Mapping[str, Any], notes: Sequence[str] = ()) -> str:
+def render_comparison(document: Mapping[str, Any], title: str, meta: Mapping[str, Any], notes: Sequence[str] = (),
+                      template: str = "compare.html.j2", context: Mapping[str, Any] | None = None) -> str:
+    """The comparison page; ``template`` may extend compare.html.j2 (its ``extra_sections`` block) and use ``context``."""
     from first_eval.report import render
 
     return render(
-        "compare.html.j2", meta=dict(meta, title=title), doc=document, figures=comparison_figures(document),
-        table_metrics=TABLE_METRICS, higher_is_better=HIGHER_IS_BETTER, notes=list(notes),
+        template, meta=dict(meta, title=title), doc=document, figures=comparison_figures(document),
+        table_metrics=TABLE_METRICS, higher_is_better=HIGHER_IS_BETTER, notes=list(notes), **dict(context or {}),
     )
 
 
 def write_comparison(models: Sequence[ModelAudit], output_dir: Path, title: str, baseline: str | None = None,
-                     command: str | None = None, notes: Sequence[str] = (), extra: Mapping[str, Any] | None = None) -> list[Path]:
+                     command: str | None = None, notes: Sequence[str] = (), extra: Mapping[str, Any] | None = None,
+                     schema: str = COMPARE_SCHEMA, template: str = "compare.html.j2",
+                     context: Mapping[str, Any] | None = None) -> list[Path]:
     """Render and write ``report.html`` + ``metrics.json``; ``notes`` are paragraphs shown (escaped) at the top,
-    ``extra`` is merged into ``metrics.json``."""
+    ``extra`` is merged into ``metrics.json`` (whose ``schema`` is ``schema``); ``template``/``context`` as
+    ``render_comparison``."""
     from first_eval.report import ReportMeta, json_ready, write_outputs_atomically
 
     meta = ReportMeta(title=title, model=", ".join(m.name for m in models), command=command).to_dict()
     document = build_comparison(models, baseline)
+    document["schema"] = schema
     document["meta"] = meta
     document.update(extra or {})
-    html = render_comparison(document, title, meta, notes)
+    html = render_comparison(document, title, meta, notes, template, context)
     return write_outputs_atomically(
         Path(output_dir), {"report.html": html, "metrics.json": json.dumps(json_ready(document), indent=2) + "\n"}
     )

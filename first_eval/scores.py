@@ -189,6 +189,22 @@ class ChoiceScores:
         return ChoiceScores(scores, offsets, self.gold[question_idx], self.score_mode)
 
 
+def concatenate_choice_scores(parts: Sequence[ChoiceScores]) -> ChoiceScores:
+    """The questions of every part, in order, as one ``ChoiceScores`` (e.g. several tasks pooled for one fit).
+
+    The parts must share one score mode; ``ValueError`` otherwise or for an empty list."""
+    parts = list(parts)
+    if not parts:
+        raise ValueError("nothing to concatenate")
+    modes = {part.score_mode for part in parts}
+    if len(modes) > 1:
+        raise ValueError(f"cannot pool scores of different score modes {sorted(modes)}")
+    counts = np.concatenate([part.n_choices for part in parts])
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    return ChoiceScores(np.concatenate([part.choice_scores for part in parts]), offsets,
+                        np.concatenate([part.gold for part in parts]), parts[0].score_mode)
+
+
 def _take_segments(values: np.ndarray, offsets: np.ndarray, question_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     counts = np.diff(offsets)[question_idx]
     new_offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)

@@ -227,39 +227,51 @@ class TemperatureFitConfig:
 
 
 def fit_teacher_temperature(config: TemperatureFitConfig) -> TeacherTemperature:
-    """Run lm-eval on ``config.task``'s validation split with the teacher, then ``temperature_from_scores``."""
+    """Run lm-eval on the validation split of ``config.task`` with the teacher, then ``temperature_from_scores``.
+
+    ``config.task`` may name several tasks separated by commas (a teacher fine-tuned on several tasks): their
+    validation questions are pooled into one fit, so one T serves the whole store.
+    """
     from first_distill.training_data import write_task_variant
     from first_eval.lm_eval_bridge.live import LiveRunConfig, run_lm_eval
     from first_eval.lm_eval_bridge.task_lookup import find_task_definitions, require_multiple_choice
+    from first_eval.scores import concatenate_choice_scores
 
     include_paths = [Path(config.include_path)] if config.include_path is not None else []
     for folder in include_paths:
         if not folder.is_dir():
             raise InputError(f"--include-path {folder}: no such folder")
-    definitions = find_task_definitions([config.task], include_paths)
-    if [d.name for d in definitions[config.task]] != [config.task]:
-        raise InputError(f"--teacher-temperature auto: {config.task!r} is a group or tag of tasks; name one task")
+    tasks = [name.strip() for name in config.task.split(",") if name.strip()]
+    definitions = find_task_definitions(tasks, include_paths)
+    for task in tasks:
+        if [d.name for d in definitions[task]] != [task]:
+            raise InputError(f"--teacher-temperature auto: {task!r} is a group or tag of tasks; name one task")
     require_multiple_choice(definitions)
-    definition = definitions[config.task][0]
-    split = definition.config.get("validation_split")
-    if not split:
-        raise InputError(f"--teacher-temperature auto: task {config.task} has no validation split to calibrate the "
-                         "teacher on; pass --teacher-temperature FLOAT or --calibrators-from calibrators.json")
+    splits = {}
+    for task in tasks:
+        splits[task] = definitions[task][0].config.get("validation_split")
+        if not splits[task]:
+            raise InputError(f"--teacher-temperature auto: task {task} has no validation split to calibrate the "
+                             "teacher on; pass --teacher-temperature FLOAT or --calibrators-from calibrators.json")
+    label = "+".join(tasks)
     with tempfile.TemporaryDirectory(prefix="first-teacher-temperature-") as scratch:
         variant = Path(scratch) / "variant"
-        write_task_variant(definition.yaml_path, config.task, variant, {"test_split": None})
+        for task in tasks:
+            write_task_variant(definitions[task][0].yaml_path, task, variant, {"test_split": None})
         run = run_lm_eval(LiveRunConfig(
-            tasks=(config.task,), output_dir=Path(scratch) / "lm-eval", model="hf", model_args=config.model_args,
+            tasks=tuple(tasks), output_dir=Path(scratch) / "lm-eval", model="hf", model_args=config.model_args,
             include_path=variant, data_dir=config.data_dir, num_fewshot=0, limit=config.limit,
             batch_size=config.batch_size, device=config.device, seed=config.seed))
-        (samples,) = run.task_samples
-        scores = samples.choice_scores(config.score_mode)
-        result = temperature_from_scores(scores, task=config.task, seed=config.seed)
-        lm_eval_metrics = run.lm_eval_metrics.get(config.task, {})
-    details = {**result.details, "split": split, "limit": config.limit, "lm_eval": lm_eval_metrics,
-               "task_yaml": str(definition.yaml_path),
+        by_task = {samples.task: samples.choice_scores(config.score_mode) for samples in run.task_samples}
+        scores = concatenate_choice_scores([by_task[task] for task in tasks])
+        result = temperature_from_scores(scores, task=label, seed=config.seed)
+        lm_eval_metrics = {task: run.lm_eval_metrics.get(task, {}) for task in tasks}
+    details = {**result.details, "split": ", ".join(sorted(set(splits.values()))), "limit": config.limit,
+               "lm_eval": lm_eval_metrics if len(tasks) > 1 else lm_eval_metrics[tasks[0]],
+               "task_yaml": ", ".join(str(definitions[task][0].yaml_path) for task in tasks),
+               "questions_per_task": {task: int(by_task[task].n_questions) for task in tasks},
                "data_dir": None if config.data_dir is None else str(Path(config.data_dir).resolve())}
-    return TeacherTemperature(result.value, "auto", task=config.task, ece_before=result.ece_before,
+    return TeacherTemperature(result.value, "auto", task=label, ece_before=result.ece_before,
                               ece_after=result.ece_after, details=details)
 
 

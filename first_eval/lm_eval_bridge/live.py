@@ -270,10 +270,28 @@ def _task_manager(config: LiveRunConfig, output_dir: Path) -> tuple[Any, Path | 
         manager = TaskManager(include_path=str(local_path), include_defaults=False, metadata=metadata)
         return manager, local_path, _flatten(definitions)
     include = str(config.include_path) if config.include_path is not None else None
+    if config.include_path is not None:
+        definitions = find_task_definitions(config.tasks, [config.include_path])
+        if _all_plain_tasks_under(definitions, Path(config.include_path)):
+            # Every task is a plain task of the include path: index only that folder (~1 s instead of ~8 s).
+            require_multiple_choice(definitions)
+            manager = TaskManager(include_path=include, include_defaults=False, metadata=metadata)
+            return manager, None, _flatten(definitions)
     manager = TaskManager(include_path=include, metadata=metadata)
     definitions = task_definitions_from_manager(config.tasks, manager)
     require_multiple_choice(definitions)
     return manager, None, _flatten(definitions)
+
+
+def _all_plain_tasks_under(definitions: dict[str, list[TaskDefinition]], folder: Path) -> bool:
+    """True when each name is one task (not a group or tag) whose YAML lies in ``folder``."""
+    root = folder.expanduser().resolve()
+    for name, found in definitions.items():
+        if [d.name for d in found] != [name] or found[0].yaml_path is None:
+            return False
+        if not Path(found[0].yaml_path).resolve().is_relative_to(root):
+            return False
+    return True
 
 
 def _flatten(definitions: dict[str, list[TaskDefinition]]) -> list[TaskDefinition]:

@@ -14,6 +14,8 @@ arguments as ``{"gen_args_j": {"arg_0": context, "arg_1": continuation}}``).
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import math
 import re
@@ -57,6 +59,13 @@ class TaskSamples:
     @property
     def n_questions(self) -> int:
         return len(self.gold)
+
+    def tempered(self, temperature: float) -> "TaskSamples":
+        """The same questions with every choice score divided by a fixed, pre-fitted ``temperature``."""
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0; got {temperature!r}")
+        return dataclasses.replace(self, loglik_sums=self.loglik_sums / temperature,
+                                   source=f"{self.source} / T={temperature:.4g}")
 
     def choice_scores(self, score_mode: str = "sum") -> ChoiceScores:
         if score_mode == "char-norm" and self.char_lengths is None:

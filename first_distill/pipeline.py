@@ -1,0 +1,377 @@
+"""``first distill``: the whole FIRST pipeline, end to end, with one before/after report.
+
+    result = run_distill(DistillConfig(teacher=Path("runs/teacher"), student=Path("runs/student"),
+                                       train_tasks=("arc_easy",), eval_tasks=("arc_easy", "arc_challenge"),
+                                       data_dir=Path("../shared/datasets"), output=Path("runs/distill")))
+
+1. Trustworthy teacher: its temperature T (``auto``: fitted by NLL on the validation split of the training
+   task(s), pooled, with first_eval's ``TemperatureScaling``; or a number, ``none``, a calibrators.json).
+2. Concentrated knowledge: the teacher's top-k tokens per completion position at T, extracted once per kind
+   of knowledge the variants need (``variants.knowledge_needed``) and shared by them.
+3. One student per variant (``first``, ``ce``, ``label-smoothing``, ...) from the same initial student, data
+   order and schedule (``train.train_student``).
+4. Audits with lm-eval and the calibration core: the teacher, the teacher with T applied to its choice
+   scores (``teacher+ts``), every student, on every eval task (in- and out-of-domain).
+5. ``report.html`` + ``metrics.json`` (schema ``first.distill/1``) in ``report_dir`` (default ``output``).
+
+Output folder::
+
+    distill_config.json        the settings (a --resume with other settings is refused)
+    teacher_temperature.json   T and the evidence for it (ECE before/after on the validation split)
+    training.jsonl             the training pairs (when they come from --train-task)
+    knowledge/<kind>/          knowledge stores (first_distill.knowledge)
+    students/<variant>/model   trained students (first_distill.train)
+    audits/<model>/            one `first report` folder per audited model, lm-eval's files under lm-eval/
+    report.html, metrics.json  the before/after comparison
+
+Every step is resumable: ``--resume`` after a kill reuses what is complete (stores, students, audits),
+continues the unfinished extraction or training from its last shard or checkpoint, and redoes the rest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from first_distill.knowledge.manifest import write_json_atomically
+from first_distill.trainer import TrainerSettings
+from first_distill.variants import (
+    ONLINE_TEACHER, SAMPLED, STORE_EXTRACTION, STORE_KINDS, TEMPERED_TOPK, UNTEMPERED_TOPK, knowledge_needed,
+    parse_variants)
+from first_eval.errors import InputError
+
+SCHEMA = "first.distill/1"
+CONFIG_FILE = "distill_config.json"
+TEMPERATURE_FILE = "teacher_temperature.json"
+TRAINING_FILE = "training.jsonl"
+TEACHER, TEACHER_TS = "teacher", "teacher+ts"
+RESUME_FREE_FIELDS = ("resume", "progress", "report_dir", "device")
+DEFAULT_SAMPLES_PER_POSITION = 50
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """One ``first distill`` run (its flags).
+
+    Attributes:
+        teacher, student: model folders (or ``DIR/NAME.gguf``); they must share one tokenizer.
+        output: the run folder (module docstring); report_dir: where report.html/metrics.json go (default output).
+        eval_tasks: lm-eval multiple-choice tasks every model is audited on (their test split, else validation).
+        train_tasks: lm-eval tasks whose training splits are the training pairs (pooled); or ``train``: a JSONL.
+        data_dir, include_path: as ``first report`` (local split files; extra task YAMLs).
+        variants: first_distill.variants names, in report order.
+        top_k: teacher tokens stored per position. samples_per_position: draws per position for ``rs-kd``.
+        teacher_temperature: ``auto`` (default), ``none`` or a number; calibrators_from: a calibrators.json.
+        calibration_tasks: tasks whose validation splits fit ``auto`` (default: train_tasks).
+        calibration_limit, train_limit, eval_limit: at most N questions of each.
+        max_length: tokens kept per training example. prob_bits: 8 or 16 bits per stored probability.
+        settings: training settings (epochs, lr, batch size, ...), the same for every variant.
+        eval_batch_size, device: lm-eval's. n_bootstrap: resamples for the CIs.
+        resume: continue a killed run in ``output``. progress: progress bars on stderr.
+    """
+
+    teacher: Path
+    student: Path
+    output: Path
+    eval_tasks: tuple[str, ...]
+    train_tasks: tuple[str, ...] = ()
+    train: Path | None = None
+    data_dir: Path | None = None
+    include_path: Path | None = None
+    variants: tuple[str, ...] = ("first", "ce")
+    top_k: int = 5
+    samples_per_position: int = DEFAULT_SAMPLES_PER_POSITION
+    teacher_temperature: str | float | None = None
+    calibrators_from: Path | None = None
+    calibration_tasks: tuple[str, ...] = ()
+    calibration_limit: int | None = None
+    train_limit: int | None = None
+    eval_limit: int | None = None
+    max_length: int | None = None
+    prob_bits: int = 8
+    settings: TrainerSettings = field(default_factory=TrainerSettings)
+    eval_batch_size: int = 16
+    device: str | None = None
+    n_bootstrap: int = 1000
+    resume: bool = False
+    progress: bool = True
+    report_dir: Path | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        flat: dict[str, Any] = {"schema": SCHEMA}
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            if item.name == "settings":
+                flat["settings"] = value.to_dict()
+            elif isinstance(value, Path):
+                flat[item.name] = str(value.expanduser().resolve())
+            elif isinstance(value, tuple):
+                flat[item.name] = list(value)
+            else:
+                flat[item.name] = value
+        return json.loads(json.dumps(flat))
+
+
+@dataclass(frozen=True)
+class DistillResult:
+    """A finished run: the report files, T, the students and each model's audit document (task -> metrics)."""
+
+    output: Path
+    report: Path
+    teacher_temperature: Any  # first_distill.knowledge.TeacherTemperature
+    train: Any  # first_distill.train.TrainResult
+    models: dict[str, dict[str, Any]]
+    seconds: dict[str, float]
+
+
+# ------------------------------------------------------------------------------------------- checks
+
+
+def check_config(config: DistillConfig) -> tuple:
+    """Every input problem found before anything runs, as one InputError line; returns the parsed variants."""
+    from first_distill.knowledge.teacher_temperature import parse_temperature_option
+    from first_distill.training_data import check_max_length
+
+    variants = parse_variants(config.variants)
+    problems = list(config.settings.problems())
+    if bool(config.train_tasks) == (config.train is not None):
+        problems.append("give the training pairs with exactly one of --train-task NAME[,NAME] or --train FILE.jsonl")
+    if not config.eval_tasks:
+        problems.append("--eval-tasks is empty; name the multiple-choice tasks to audit every model on")
+    for name in ("top_k", "samples_per_position", "eval_batch_size", "calibration_limit", "train_limit", "eval_limit"):
+        value = getattr(config, name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            problems.append(f"--{name.replace('_', '-')} {value!r}: must be a whole number >= 1")
+    if config.n_bootstrap is not None and (not isinstance(config.n_bootstrap, int) or config.n_bootstrap < 0):
+        problems.append(f"--bootstrap {config.n_bootstrap!r}: must be a whole number >= 0")
+    if config.prob_bits not in (8, 16):
+        problems.append(f"--prob-bits {config.prob_bits!r}: must be 8 or 16")
+    try:
+        check_max_length(config.max_length)
+        parse_temperature_option(config.teacher_temperature)
+    except InputError as error:
+        problems.append(str(error))
+    if config.train is not None and not Path(config.train).expanduser().is_file():
+        problems.append(f"--train {config.train}: no such file")
+    for flag, folder in (("--data-dir", config.data_dir), ("--include-path", config.include_path)):
+        if folder is not None and not Path(folder).expanduser().is_dir():
+            problems.append(f"{flag} {folder}: no such folder")
+    if problems:
+        raise InputError("; ".join(problems))
+    return variants
+
+
+def check_tasks(config: DistillConfig) -> None:
+    """Every eval/train/calibration task exists and is multiple choice (did-you-mean for unknown names)."""
+    from first_eval.lm_eval_bridge.task_lookup import find_task_definitions, require_multiple_choice
+
+    include = [Path(config.include_path).expanduser()] if config.include_path is not None else []
+    names = list(dict.fromkeys(config.eval_tasks + config.train_tasks + config.calibration_tasks))
+    require_multiple_choice(find_task_definitions(names, include))
+
+
+def check_models(config: DistillConfig) -> None:
+    """Teacher and student load as model folders and share one tokenizer (same vocabulary, same ids)."""
+    from first_distill.knowledge import tokenizer_fingerprint
+    from first_distill.knowledge.extract import load_text_config, load_tokenizer, locate_model
+
+    teacher, student = locate_model(config.teacher, "--teacher"), locate_model(config.student, "--student")
+    teacher_vocab = int(load_text_config(teacher, "--teacher").vocab_size)
+    student_vocab = int(load_text_config(student, "--student").vocab_size)
+    if teacher_vocab != student_vocab:
+        raise InputError(f"vocabularies differ: teacher {teacher_vocab} tokens (--teacher {config.teacher}), student "
+                         f"{student_vocab} tokens (--student {config.student}); FIRST needs one tokenizer for both")
+    teacher_sha, student_sha = (tokenizer_fingerprint(load_tokenizer(teacher, "--teacher")),
+                                tokenizer_fingerprint(load_tokenizer(student, "--student")))
+    if teacher_sha != student_sha:
+        raise InputError(f"tokenizers differ: teacher sha256 {teacher_sha[:12]}…, student {student_sha[:12]}… (same "
+                         "vocabulary size, different token ids); FIRST needs one tokenizer for both")
+
+
+def prepare_output(config: DistillConfig, output: Path) -> None:
+    """Refuse to overwrite another run, or to resume one with other settings; then write distill_config.json."""
+    config_path = output / CONFIG_FILE
+    current = config.to_dict()
+    if config_path.is_file():
+        if not config.resume:
+            raise InputError(f"--output {output} already holds a distill run ({CONFIG_FILE}); pass --resume to "
+                             "continue it or choose another folder")
+        try:
+            saved = json.loads(config_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as error:
+            raise InputError(f"{config_path} is unreadable ({error}); cannot --resume this run") from None
+        differing = [key for key in sorted(set(saved) | set(current))
+                     if key not in RESUME_FREE_FIELDS and saved.get(key) != current.get(key)]
+        if differing:
+            detail = ", ".join(f"{key} (saved {saved.get(key)!r}, now {current.get(key)!r})" for key in differing)
+            raise InputError(f"--resume: the run in {output} was started with other settings: {detail}; resume "
+                             "with the same settings or choose a new --output")
+        return
+    if output.exists() and not output.is_dir():
+        raise InputError(f"--output {output}: is a file, not a folder")
+    if output.is_dir() and any(output.iterdir()):
+        raise InputError(f"--output {output} is not empty and holds no distill run; choose an empty or new folder")
+    output.mkdir(parents=True, exist_ok=True)
+    write_json_atomically(config_path, current)
+
+
+# --------------------------------------------------------------------------------------------- steps
+
+
+def teacher_temperature(config: DistillConfig, output: Path):
+    """Step 1: T (reused from teacher_temperature.json on --resume)."""
+    from first_distill.knowledge.extract import locate_model
+    from first_distill.knowledge.teacher_temperature import (
+        TeacherTemperature, TemperatureFitConfig, resolve_teacher_temperature)
+
+    path = output / TEMPERATURE_FILE
+    if path.is_file():
+        return TeacherTemperature.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    tasks = config.calibration_tasks or config.train_tasks
+    teacher = locate_model(config.teacher, "--teacher")
+    fit = None if not tasks else TemperatureFitConfig(
+        model_args=teacher.lm_eval_model_args("float32"), task=",".join(tasks), data_dir=config.data_dir,
+        include_path=config.include_path, limit=config.calibration_limit, batch_size=config.eval_batch_size,
+        device=config.device, seed=config.settings.seed)
+    temperature = resolve_teacher_temperature(config.teacher_temperature, config.calibrators_from,
+                                              tasks[0] if len(tasks) == 1 else None, fit)
+    write_json_atomically(path, temperature.to_dict())
+    return temperature
+
+
+def training_file(config: DistillConfig, output: Path) -> Path:
+    """The training pairs as one JSONL (``--train`` itself, or the --train-task splits rendered by lm-eval)."""
+    from first_distill.training_data import task_training_set
+
+    if config.train is not None:
+        return Path(config.train).expanduser().resolve()
+    path = output / TRAINING_FILE
+    if path.is_file():
+        return path
+    rows = []
+    for task in config.train_tasks:
+        training = task_training_set(task, config.data_dir, config.include_path, config.train_limit)
+        rows.extend(json.dumps(example.to_dict(), ensure_ascii=False) for example in training.examples)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    partial.replace(path)
+    return path
+
+
+def extract_stores(config: DistillConfig, output: Path, variants: tuple, temperature: Any, train_path: Path) -> dict:
+    """Step 2: {kind: store folder} for every store the variants need (complete ones reused)."""
+    from first_distill.knowledge.extract import ExtractConfig, extract_knowledge
+    from first_distill.knowledge.manifest import MANIFEST_NAME
+
+    folders = {}
+    for kind in knowledge_needed(variants):
+        if kind not in STORE_KINDS:
+            continue
+        folder = output / "knowledge" / kind
+        if not (folder / MANIFEST_NAME).is_file():
+            settings = dict(STORE_EXTRACTION[kind])
+            settings.setdefault("teacher_temperature", temperature.value if temperature.enabled else "none")
+            extract_knowledge(ExtractConfig(
+                teacher=config.teacher, output=folder, train=train_path, train_limit=config.train_limit if config.train
+                else None, top_k=config.top_k, samples_per_position=config.samples_per_position if kind == SAMPLED
+                else None, batch_size=config.eval_batch_size, max_length=config.max_length, student=config.student,
+                seed=config.settings.seed, device=config.device, prob_bits=config.prob_bits,
+                progress=config.progress, **settings))
+        folders[kind] = folder
+    return folders
+
+
+def train_students(config: DistillConfig, output: Path, variants: tuple, temperature: Any, train_path: Path,
+                   stores: dict):
+    """Step 3: one student per variant (first_distill.train)."""
+    from first_distill.train import CONFIG_FILE as TRAIN_CONFIG, TrainConfig, train_student
+
+    folder = output / "students"
+    return train_student(TrainConfig(
+        student=config.student, output=folder, variants=tuple(v.name for v in variants),
+        knowledge=stores.get(TEMPERED_TOPK), knowledge_untempered=stores.get(UNTEMPERED_TOPK),
+        knowledge_sampled=stores.get(SAMPLED),
+        teacher=config.teacher if any(v.knowledge == ONLINE_TEACHER for v in variants) else None,
+        teacher_temperature=temperature.value if any(v.knowledge == ONLINE_TEACHER for v in variants) else None,
+        train=train_path, train_limit=config.train_limit if config.train else None, max_length=config.max_length,
+        settings=dataclasses.replace(config.settings, progress=config.progress),
+        resume=(folder / TRAIN_CONFIG).is_file()))
+
+
+def audit_models(config: DistillConfig, output: Path, model_dirs: Mapping[str, Path], temperature: Any,
+                 reference_samples: Mapping[str, Sequence[Any]] | None = None) -> dict[str, list]:
+    """Step 4: {model name: [TaskAudit per eval task]}; lm-eval runs once per model, ``teacher+ts`` reuses the
+    teacher's samples with T applied to the choice scores."""
+    from first_eval.audit import AuditConfig, audit_task
+    from first_eval.lm_eval_bridge.live import LiveRunConfig, run_lm_eval
+
+    audit_config = AuditConfig(n_bootstrap=config.n_bootstrap, seed=config.settings.seed)
+    samples_by_model: dict[str, list] = {}
+    for name, model_dir in model_dirs.items():
+        from first_distill.knowledge.extract import locate_model
+
+        location = locate_model(model_dir, f"model {name}")
+        run = run_lm_eval(LiveRunConfig(
+            tasks=config.eval_tasks, output_dir=output / "audits" / name / "lm-eval", model="hf",
+            model_args=location.lm_eval_model_args("float32"), include_path=config.include_path,
+            data_dir=config.data_dir, num_fewshot=0, limit=config.eval_limit, batch_size=config.eval_batch_size,
+            device=config.device, seed=config.settings.seed))
+        samples_by_model[name] = list(run.task_samples)
+        if name == TEACHER and temperature.enabled:
+            samples_by_model[TEACHER_TS] = [samples.tempered(temperature.value) for samples in run.task_samples]
+    for name, samples in (reference_samples or {}).items():
+        samples_by_model[name] = list(samples)
+    return {name: [audit_task(samples, audit_config) for samples in task_samples]
+            for name, task_samples in samples_by_model.items()}
+
+
+# ----------------------------------------------------------------------------------------------- run
+
+
+def run_distill(config: DistillConfig, reference_models: Mapping[str, Path] | None = None,
+                reference_samples: Mapping[str, Sequence[Any]] | None = None, notes: Sequence[str] = (),
+                title: str = "first distill: calibrated students against their baselines") -> DistillResult:
+    """The whole pipeline (module docstring). ``reference_models``: extra model folders audited beside the
+    students (e.g. the student before training); ``reference_samples``: extra pre-scored rows (e.g. a Bayes
+    posterior). ``InputError`` for any problem with the inputs, raised before anything is written."""
+    variants = check_config(config)
+    check_tasks(config)
+    check_models(config)
+    output = Path(config.output).expanduser()
+    prepare_output(config, output)
+    if config.device is None:  # lm-eval's hf model would pick cuda even on a machine without one
+        import torch
+
+        config = dataclasses.replace(config, device="cuda" if torch.cuda.is_available() else "cpu")
+    seconds: dict[str, float] = {}
+    clock = time.perf_counter()
+    temperature = teacher_temperature(config, output)
+    seconds["teacher_temperature"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    train_path = training_file(config, output)
+    stores = extract_stores(config, output, variants, temperature, train_path)
+    seconds["extraction"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    trained = train_students(config, output, variants, temperature, train_path, stores)
+    seconds["training"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    model_dirs = {TEACHER: Path(config.teacher), **{name: Path(path) for name, path in (reference_models or {}).items()},
+                  **{student.variant: student.model_dir for student in trained.students}}
+    audits = audit_models(config, output, model_dirs, temperature, reference_samples)
+    seconds["audits"] = time.perf_counter() - clock
+    order = [TEACHER, TEACHER_TS, *(reference_models or {}), *(reference_samples or {}), *(v.name for v in variants)]
+    audits = {name: audits[name] for name in order if name in audits}
+    from first_distill.distill_report import write_distill_report
+
+    report = write_distill_report(
+        audits, Path(config.report_dir or output), output=output, config=config, temperature=temperature,
+        trained=trained, stores=stores, seconds=seconds, notes=notes, title=title,
+        command="first " + shlex.join(sys.argv[1:]))
+    models = json.loads((report.parent / "metrics.json").read_text(encoding="utf-8"))["models"]
+    return DistillResult(output, report, temperature, trained, models, seconds)
