@@ -62,6 +62,8 @@ def distill_command(
     teacher_temperature: Optional[str] = typer.Option(None, "--teacher-temperature", help="auto (default: fit on the train task's validation split), none, or a number."),
     calibrators_from: Optional[Path] = typer.Option(None, "--calibrators-from", help="Take T from a `first report` calibrators.json."),
     calibration_task: Optional[str] = typer.Option(None, "--calibration-task", help="Task(s) whose validation split fits T (default: --train-task)."),
+    temperature_level: str = typer.Option("choice", "--temperature-level", help="auto fits T on: choice (lm-eval's answer scores) or token (next-token distributions at the gold answer tokens; for multi-token answers)."),
+    calibration_limit: Optional[int] = typer.Option(None, "--calibration-limit", help="At most N validation questions per task for auto."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N training examples."),
     eval_limit: Optional[int] = typer.Option(None, "--eval-limit", help="Only the first N questions of each eval task."),
     epochs: float = typer.Option(1.0, "--epochs", help="Passes over the training pairs."),
@@ -106,6 +108,7 @@ def distill_command(
             train_tasks=parse_list(train_task, "--train-task") if train_task else (), train=train,
             data_dir=data_dir, include_path=include_path, variants=parse_list(variants, "--variants"), top_k=top_k,
             teacher_temperature=teacher_temperature, calibrators_from=calibrators_from,
+            temperature_level=temperature_level, calibration_limit=calibration_limit,
             calibration_tasks=parse_list(calibration_task, "--calibration-task") if calibration_task else (),
             train_limit=limit, eval_limit=eval_limit, max_length=max_length, settings=settings,
             eval_batch_size=eval_batch_size, device=device, n_bootstrap=bootstrap, resume=resume))
@@ -130,6 +133,7 @@ def extract_command(
     calibrators_from: Optional[Path] = typer.Option(None, "--calibrators-from", help="Take T from a `first report` calibrators.json."),
     calibration_task: Optional[str] = typer.Option(None, "--calibration-task", help="Task whose validation split fits T for auto (default: --train-task)."),
     calibration_limit: Optional[int] = typer.Option(None, "--calibration-limit", help="At most N validation questions for auto."),
+    temperature_level: str = typer.Option("choice", "--temperature-level", help="auto fits T on: choice (lm-eval's answer scores) or token (next-token distributions at the gold answer tokens; for multi-token answers)."),
     batch_size: int = typer.Option(8, "--batch-size", help="Sequences per teacher forward pass."),
     max_length: Optional[int] = typer.Option(None, "--max-length", help="Tokens kept per example, cut from the left (default: the teacher's context)."),
     student: Optional[Path] = typer.Option(None, "--student", help="Student model folder: checked to share the teacher's tokenizer."),
@@ -153,6 +157,7 @@ def extract_command(
             include_path=include_path, train_limit=limit, top_k=top_k, selection=selection,
             samples_per_position=samples_per_position, teacher_temperature=teacher_temperature,
             calibrators_from=calibrators_from, calibration_task=calibration_task, calibration_limit=calibration_limit,
+            temperature_level=temperature_level,
             batch_size=batch_size, max_length=max_length, student=student, seed=seed, device=device,
             prob_bits=prob_bits))
     except InputError as error:
@@ -171,6 +176,25 @@ def extract_command(
                + f", {stats.get('bytes_per_position') or 0:.1f} bytes/position"
                + (f", {result.positions_per_second:,.0f} positions/s" if result.positions_per_second else "")
                + (f" (resumed at sequence {result.resumed_from})" if result.resumed_from else ""), err=True)
+
+
+@distill_app.command("init-student")
+def init_student_command(
+    source: Path = typer.Option(..., "--from", help="Teacher model folder (or DIR/NAME.gguf) to cut the student from."),
+    layers: int = typer.Option(..., "--layers", help="Decoder layers the student keeps (the first N)."),
+    output: Path = typer.Option(..., "--output", "-o", help="New model folder for the student."),
+) -> None:
+    """Make an initial student from a teacher's embeddings, first N layers, final norm and head (same tokenizer).
+
+    Example: first distill init-student --from runs/teacher --layers 6 --output runs/student6
+    """
+    from first_distill.student_init import truncated_student
+
+    try:
+        folder = truncated_student(source, layers, output)
+    except InputError as error:
+        raise fail(str(error))
+    typer.echo(f"wrote {folder}", err=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -68,6 +68,8 @@ class DistillConfig:
         variants: first_distill.variants names, in report order.
         top_k: teacher tokens stored per position. samples_per_position: draws per position for ``rs-kd``.
         teacher_temperature: ``auto`` (default), ``none`` or a number; calibrators_from: a calibrators.json.
+        temperature_level: what ``auto`` fits T on: ``choice`` (lm-eval's answer scores; the paper's setting with
+            one-token answers) or ``token`` (next-token distributions at the gold answer tokens; for longer answers).
         calibration_tasks: tasks whose validation splits fit ``auto`` (default: train_tasks).
         calibration_limit, train_limit, eval_limit: at most N questions of each.
         max_length: tokens kept per training example. prob_bits: 8 or 16 bits per stored probability.
@@ -89,6 +91,7 @@ class DistillConfig:
     samples_per_position: int = DEFAULT_SAMPLES_PER_POSITION
     teacher_temperature: str | float | None = None
     calibrators_from: Path | None = None
+    temperature_level: str = "choice"
     calibration_tasks: tuple[str, ...] = ()
     calibration_limit: int | None = None
     train_limit: int | None = None
@@ -152,6 +155,8 @@ def check_config(config: DistillConfig) -> tuple:
         problems.append(f"--bootstrap {config.n_bootstrap!r}: must be a whole number >= 0")
     if config.prob_bits not in (8, 16):
         problems.append(f"--prob-bits {config.prob_bits!r}: must be 8 or 16")
+    if config.temperature_level not in ("choice", "token"):
+        problems.append(f"--temperature-level {config.temperature_level!r}: must be choice or token")
     try:
         check_max_length(config.max_length)
         parse_temperature_option(config.teacher_temperature)
@@ -238,7 +243,7 @@ def teacher_temperature(config: DistillConfig, output: Path):
     fit = None if not tasks else TemperatureFitConfig(
         model_args=teacher.lm_eval_model_args("float32"), task=",".join(tasks), data_dir=config.data_dir,
         include_path=config.include_path, limit=config.calibration_limit, batch_size=config.eval_batch_size,
-        device=config.device, seed=config.settings.seed)
+        device=config.device, seed=config.settings.seed, level=config.temperature_level, teacher=teacher)
     temperature = resolve_teacher_temperature(config.teacher_temperature, config.calibrators_from,
                                               tasks[0] if len(tasks) == 1 else None, fit)
     write_json_atomically(path, temperature.to_dict())
@@ -344,22 +349,33 @@ def run_distill(config: DistillConfig, reference_models: Mapping[str, Path] | No
     check_tasks(config)
     check_models(config)
     output = Path(config.output).expanduser()
-    prepare_output(config, output)
     if config.device is None:  # lm-eval's hf model would pick cuda even on a machine without one
         import torch
 
         config = dataclasses.replace(config, device="cuda" if torch.cuda.is_available() else "cpu")
+    from accelerate import PartialState
+
+    # Under accelerate/torchrun every process runs this function: the main one fits T, extracts and audits;
+    # the others wait for it, then all train together (train_student is distributed-aware).
+    state = PartialState()
+    if state.is_main_process:
+        prepare_output(config, output)
+    state.wait_for_everyone()
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
-    temperature = teacher_temperature(config, output)
-    seconds["teacher_temperature"] = time.perf_counter() - clock
-    clock = time.perf_counter()
-    train_path = training_file(config, output)
-    stores = extract_stores(config, output, variants, temperature, train_path)
-    seconds["extraction"] = time.perf_counter() - clock
+    with state.main_process_first():
+        temperature = teacher_temperature(config, output)
+        seconds["teacher_temperature"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        train_path = training_file(config, output)
+        stores = extract_stores(config, output, variants, temperature, train_path)
+        seconds["extraction"] = time.perf_counter() - clock
     clock = time.perf_counter()
     trained = train_students(config, output, variants, temperature, train_path, stores)
     seconds["training"] = time.perf_counter() - clock
+    report_path = Path(config.report_dir or output) / "report.html"
+    if not state.is_main_process:
+        return DistillResult(output, report_path, temperature, trained, {}, seconds)
     clock = time.perf_counter()
     model_dirs = {TEACHER: Path(config.teacher), **{name: Path(path) for name, path in (reference_models or {}).items()},
                   **{student.variant: student.model_dir for student in trained.students}}

