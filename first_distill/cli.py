@@ -17,7 +17,8 @@ def demo_command(
     bootstrap: int = typer.Option(1000, help="Bootstrap resamples for the confidence intervals."),
     synthetic: bool = typer.Option(False, "--synthetic", help="Only the fast samples-file demo (no models): synthetic lm-eval samples with planted miscalibration."),
 ) -> None:
-    """Built-in demo: build a tiny world (tasks with known answers, base and over-confident teacher models), audit them.
+    """Built-in demo: a tiny world (tasks with known answers, base models, an over-confident teacher), then FIRST
+    and its baselines trained on it, every model audited with lm-eval -> OUTPUT/report.html.
 
     Example: first demo --output runs/demo
     """

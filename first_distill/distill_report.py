@@ -96,7 +96,7 @@ def write_distill_report(audits: Mapping[str, Sequence[Any]], report_dir: Path, 
                  **{name: VARIANTS[name].summary for name in config.variants}},
     }}
     context = {
-        "curves_svg": training_curves_svg(curves, ylabel="training loss (per variant's own objective)")
+        "curves_svg": training_curves_svg(curves, ylabel="training loss")
         if any(curves.values()) else None,
         "stores": store_rows, "students": students, "temperature": temperature.to_dict(),
         "provenance": provenance(config, temperature), "seconds": dict(seconds),

@@ -201,29 +201,13 @@ def check_models(config: DistillConfig) -> None:
 
 def prepare_output(config: DistillConfig, output: Path) -> None:
     """Refuse to overwrite another run, or to resume one with other settings; then write distill_config.json."""
-    config_path = output / CONFIG_FILE
+    from first_distill.run_folder import check_run_folder
+
     current = config.to_dict()
-    if config_path.is_file():
-        if not config.resume:
-            raise InputError(f"--output {output} already holds a distill run ({CONFIG_FILE}); pass --resume to "
-                             "continue it or choose another folder")
-        try:
-            saved = json.loads(config_path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as error:
-            raise InputError(f"{config_path} is unreadable ({error}); cannot --resume this run") from None
-        differing = [key for key in sorted(set(saved) | set(current))
-                     if key not in RESUME_FREE_FIELDS and saved.get(key) != current.get(key)]
-        if differing:
-            detail = ", ".join(f"{key} (saved {saved.get(key)!r}, now {current.get(key)!r})" for key in differing)
-            raise InputError(f"--resume: the run in {output} was started with other settings: {detail}; resume "
-                             "with the same settings or choose a new --output")
+    if check_run_folder(output, CONFIG_FILE, current, config.resume, RESUME_FREE_FIELDS, "distill run"):
         return
-    if output.exists() and not output.is_dir():
-        raise InputError(f"--output {output}: is a file, not a folder")
-    if output.is_dir() and any(output.iterdir()):
-        raise InputError(f"--output {output} is not empty and holds no distill run; choose an empty or new folder")
     output.mkdir(parents=True, exist_ok=True)
-    write_json_atomically(config_path, current)
+    write_json_atomically(output / CONFIG_FILE, current)
 
 
 # --------------------------------------------------------------------------------------------- steps

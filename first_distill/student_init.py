@@ -38,6 +38,12 @@ def truncated_student(source: str | Path, n_layers: int, output: str | Path) -> 
     text_config.num_hidden_layers = n_layers
     if isinstance(getattr(text_config, "layer_types", None), list):
         text_config.layer_types = text_config.layer_types[:n_layers]
+    if getattr(model, "hf_quantizer", None) is not None:
+        # A GGUF checkpoint is dequantised to fp32 on load: the weights are plain tensors, saved as safetensors.
+        model.hf_quantizer = None
+        for config in {id(model.config): model.config, id(text_config): text_config}.values():
+            if hasattr(config, "quantization_config"):
+                delattr(config, "quantization_config")
     partial = output.with_name(f".{output.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     try:

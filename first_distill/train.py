@@ -304,26 +304,11 @@ def _load_training(config: TrainConfig) -> Any:
 
 def _prepare_output(config: TrainConfig, output: Path, state: Any) -> None:
     """Refuse to overwrite a run, or to resume one whose settings differ; then write train_config.json."""
+    from first_distill.run_folder import check_run_folder
+
     config_path = output / CONFIG_FILE
     current = config.to_dict()
-    if config_path.is_file():
-        if not config.resume:
-            raise InputError(f"--output {output} already holds a training run ({CONFIG_FILE}); pass --resume to "
-                             "continue it or choose another folder")
-        try:
-            saved = json.loads(config_path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as error:
-            raise InputError(f"{config_path} is unreadable ({error}); cannot --resume this run") from None
-        differing = [key for key in sorted(set(saved) | set(current))
-                     if key not in RESUME_FREE_FIELDS and saved.get(key) != current.get(key)]
-        if differing:
-            detail = ", ".join(f"{key} (saved {saved.get(key)!r}, now {current.get(key)!r})" for key in differing)
-            raise InputError(f"--resume: the run in {output} was started with other settings: {detail}; resume "
-                             "with the same settings or choose a new --output")
-    elif output.is_dir() and any(output.iterdir()):
-        raise InputError(f"--output {output} is not empty and holds no training run; choose an empty or new folder")
-    elif output.exists() and not output.is_dir():
-        raise InputError(f"--output {output}: is a file, not a folder")
+    check_run_folder(output, CONFIG_FILE, current, config.resume, RESUME_FREE_FIELDS, "training run")
     state.wait_for_everyone()  # every process has checked before the main one writes
     if state.is_main_process and not config_path.is_file():
         output.mkdir(parents=True, exist_ok=True)

@@ -69,7 +69,8 @@ def offline_hf(hf_home: Path) -> Iterator[Path]:
 def quiet_lm_eval_logging(verbose: bool) -> Iterator[None]:
     """Raise lm-eval's loggers to WARNING for the block; ``verbose`` shows its INFO lines instead (lm-eval's format).
 
-    tqdm progress bars are not logging and stay either way.
+    lm-eval's tqdm progress bars are not logging and stay either way; the datasets library's bars for
+    reading the task files are hidden.
     """
     if verbose:
         from lm_eval.utils import setup_logging
@@ -77,12 +78,19 @@ def quiet_lm_eval_logging(verbose: bool) -> Iterator[None]:
         setup_logging(logging.INFO)
         yield
         return
+    from datasets.utils import logging as datasets_logging
+
     loggers = [logging.getLogger(name) for name in NOISY_LOGGERS]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.WARNING)
+    # "Generating train split: 100 examples" bars of local JSON files: noise, not progress on long work
+    bars_were_on = datasets_logging.is_progress_bar_enabled()
+    datasets_logging.disable_progress_bar()
     try:
         yield
     finally:
         for logger, level in zip(loggers, levels):
             logger.setLevel(level)
+        if bars_were_on:
+            datasets_logging.enable_progress_bar()

@@ -210,3 +210,42 @@ def test_token_level_auto_temperature_equals_scipy_on_unbatched_teacher_logits(w
                              bounds=(np.log(0.02), np.log(50)), method="bounded", options={"xatol": 1e-9})
     assert fitted.details["n_positions"] == len(gold)
     assert fitted.value == pytest.approx(float(np.exp(oracle.x)), rel=1e-3)
+
+
+def test_a_run_killed_during_training_resumes_without_redoing_finished_work(world, tmp_path, monkeypatch):
+    import first_distill.train as train_module
+
+    real = train_module._train_variant
+
+    def killed_at_ce(variant, *args, **kwargs):
+        if variant.name == "ce":
+            raise KeyboardInterrupt  # the process dies while the second student trains
+        return real(variant, *args, **kwargs)
+
+    config = config_for(world, tmp_path / "run", variants=("first", "ce"))
+    monkeypatch.setattr(train_module, "_train_variant", killed_at_ce)
+    with pytest.raises(KeyboardInterrupt):
+        run_distill(config)
+    assert not (tmp_path / "run" / "report.html").exists()
+    store_mtime = (tmp_path / "run" / "knowledge" / "tempered-topk" / "manifest.json").stat().st_mtime_ns
+    monkeypatch.setattr(train_module, "_train_variant", real)
+    with pytest.raises(InputError, match="--resume"):
+        run_distill(config)  # without --resume the half-done run is never overwritten
+    result = run_distill(config_for(world, tmp_path / "run", variants=("first", "ce"), resume=True))
+    done = {s.variant: s.already_complete for s in result.train.students}
+    assert done == {"first": True, "ce": False}
+    assert (tmp_path / "run" / "knowledge" / "tempered-topk" / "manifest.json").stat().st_mtime_ns == store_mtime
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["schema"] == "first.distill/1"
+
+
+@pytest.mark.browser
+def test_distill_report_renders_in_a_browser(finished):
+    from test_browser import open_page
+
+    _, output = finished
+    state = open_page(output / "report.html", output / "screenshot.png")
+    assert state["problems"] == []
+    for section in ("Knowledge stores", "Training", "How each number was produced", "Change against ce"):
+        assert section in state["text"]
+    # 3 students + teacher + teacher+ts on 2 tasks, plus the training curves
+    assert len(state["svg_sizes"]) >= 11 and all(w > 100 and h > 100 for w, h in state["svg_sizes"])
