@@ -56,6 +56,9 @@ def find_complete_world(root: Path, seed: int = 0, config: WorldConfig | None = 
     manifest = read_manifest(world_dir)
     if manifest is None or manifest.get("config_hash") != config.config_hash() or manifest.get("seed") != seed:
         return None
+    from first_distill.demo.task_files import relocate_task_yamls
+
+    relocate_task_yamls(world_dir / manifest["paths"]["task_dir"])  # a moved or copied world keeps working
     return DemoWorld.load(world_dir)
 
 

@@ -13,7 +13,8 @@ The YAML is a plain local-data ``multiple_choice`` task (lm-eval 0.4.x)::
     metric_list: [acc, acc_norm]
 
 Data paths are absolute and point at the world's *final* folder (the build writes into a temporary
-folder and renames it at the end), so ``TaskManager(include_path=task_dir)`` works from anywhere.
+folder and renames it at the end), so ``TaskManager(include_path=task_dir)`` works from anywhere; a world
+found somewhere else (moved, copied) has its YAMLs re-pointed when it is opened (``relocate_task_yamls``).
 """
 
 from __future__ import annotations
@@ -85,3 +86,25 @@ def write_task(
         yaml.safe_dump(config, sort_keys=False, allow_unicode=True, width=1000), encoding="utf-8"
     )
     return final_files
+
+
+def relocate_task_yamls(task_dir: Path) -> list[str]:
+    """Point every task YAML of ``task_dir`` at the split files under ``task_dir/data`` (after the world folder was
+    moved or copied: lm-eval needs absolute data paths). Rewrites only YAMLs whose paths differ, each atomically;
+    returns the tasks rewritten."""
+    import yaml
+
+    task_dir = Path(task_dir).resolve()
+    rewritten = []
+    for path in sorted(task_dir.glob("*.yaml")):
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+        name = config.get("task")
+        wanted = {split: str(task_dir / "data" / name / f"{split}.jsonl") for split in SPLITS}
+        if (config.get("dataset_kwargs") or {}).get("data_files") == wanted:
+            continue
+        config["dataset_kwargs"] = {"data_files": wanted}
+        partial = path.with_name(f".{path.name}.partial")
+        partial.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True, width=1000), encoding="utf-8")
+        partial.replace(path)
+        rewritten.append(name)
+    return rewritten

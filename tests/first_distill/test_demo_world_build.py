@@ -183,3 +183,18 @@ def test_questions_of_unknown_task_or_split(world: DemoWorld) -> None:
         world.questions("boolq", "test")
     with pytest.raises(ValueError, match="unknown split"):
         world.questions("first_demo_boolq", "dev")
+
+
+def test_a_moved_world_is_reused_and_its_tasks_still_load(world: DemoWorld, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from first_distill.training_data import task_training_set
+
+    moved_root = tmp_path / "elsewhere"
+    shutil.copytree(world.root, moved_root / world.root.name)
+    monkeypatch.setattr(build_module, "_build_into", _refuse_build)
+    moved = build_world(moved_root, seed=0, progress=False, config=MINI)
+    for path in Path(moved.task_dir).glob("*.yaml"):
+        for data_file in yaml.safe_load(path.read_text())["dataset_kwargs"]["data_files"].values():
+            assert Path(data_file).is_file() and Path(data_file).is_relative_to(moved_root.resolve())
+    training = task_training_set("first_demo_boolq", include_path=Path(moved.task_dir))
+    assert len(training) == len(moved.questions("first_demo_boolq", "train"))
