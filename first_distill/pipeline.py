@@ -184,7 +184,7 @@ def check_tasks(config: DistillConfig) -> None:
 def check_models(config: DistillConfig) -> None:
     """Teacher and student load as model folders and share one tokenizer (same vocabulary, same ids)."""
     from first_distill.knowledge import tokenizer_fingerprint
-    from first_distill.knowledge.extract import load_text_config, load_tokenizer, locate_model
+    from first_distill.model_folders import load_text_config, load_tokenizer, locate_model
 
     teacher, student = locate_model(config.teacher, "--teacher"), locate_model(config.student, "--student")
     teacher_vocab = int(load_text_config(teacher, "--teacher").vocab_size)
@@ -215,7 +215,7 @@ def prepare_output(config: DistillConfig, output: Path) -> None:
 
 def teacher_temperature(config: DistillConfig, output: Path):
     """Step 1: T (reused from teacher_temperature.json on --resume)."""
-    from first_distill.knowledge.extract import locate_model
+    from first_distill.model_folders import locate_model
     from first_distill.knowledge.teacher_temperature import (
         TeacherTemperature, TemperatureFitConfig, resolve_teacher_temperature)
 
@@ -303,7 +303,7 @@ def audit_models(config: DistillConfig, output: Path, model_dirs: Mapping[str, P
     audit_config = AuditConfig(n_bootstrap=config.n_bootstrap, seed=config.settings.seed)
     samples_by_model: dict[str, list] = {}
     for name, model_dir in model_dirs.items():
-        from first_distill.knowledge.extract import locate_model
+        from first_distill.model_folders import locate_model
 
         location = locate_model(model_dir, f"model {name}")
         run = run_lm_eval(LiveRunConfig(

@@ -10,6 +10,7 @@ The folder is written under a temporary name and renamed, so a kill leaves no ha
 from __future__ import annotations
 
 import shutil
+from typing import Any
 from pathlib import Path
 
 from first_eval.errors import InputError
@@ -19,7 +20,7 @@ def truncated_student(source: str | Path, n_layers: int, output: str | Path) -> 
     """Save ``source``'s first ``n_layers`` decoder layers (with embeddings, final norm, head) to ``output``."""
     import torch
 
-    from first_distill.knowledge.extract import load_teacher, load_tokenizer, locate_model
+    from first_distill.model_folders import load_teacher, load_tokenizer, locate_model
 
     output = Path(output).expanduser()
     if isinstance(n_layers, bool) or not isinstance(n_layers, int) or n_layers < 1:
@@ -58,7 +59,7 @@ def truncated_student(source: str | Path, n_layers: int, output: str | Path) -> 
     return output
 
 
-def _decoder_layers(model, source) -> "torch.nn.ModuleList":  # noqa: F821
+def _decoder_layers(model: Any, source: Any) -> Any:
     for path in ("model.layers", "model.decoder.layers", "transformer.h", "gpt_neox.layers"):
         module = model
         for name in path.split("."):

@@ -37,6 +37,7 @@ from typing import Any
 
 from first_distill.collator import DistillationCollator, ExampleDataset
 from first_distill.knowledge.manifest import write_json_atomically
+from first_distill.model_folders import load_text_config
 from first_distill.trainer import STAGING_DIR, TrainerSettings, make_trainer, save_final_model
 from first_distill.variants import (
     KNOWLEDGE_FLAGS, ONLINE_TEACHER, SAMPLED, TEMPERED_TOPK, UNTEMPERED_TOPK, Variant, knowledge_needed, parse_variants)
@@ -231,7 +232,7 @@ def _max_length(config: TrainConfig, stores: dict, student_location: Any) -> int
         return config.max_length
     if recorded:
         return next(iter(recorded.values()))
-    return int(getattr(_text_config(student_location, "--student"), "max_position_embeddings", None) or 2048)
+    return int(getattr(load_text_config(student_location, "--student"), "max_position_embeddings", None) or 2048)
 
 
 def _check_alignment(stores: dict, examples: list, training: Any, max_length: int) -> None:
@@ -254,24 +255,12 @@ def _check_alignment(stores: dict, examples: list, training: Any, max_length: in
                                  "extracted from other training data or another --max-length")
 
 
-def _text_config(location: Any, flag: str) -> Any:
-    """A model folder's (text) config, without loading weights; ``InputError`` naming ``flag``."""
-    from transformers import AutoConfig
-
-    try:
-        model_config = AutoConfig.from_pretrained(str(location.folder), **location.kwargs)
-    except Exception as error:  # transformers raises OSError, ValueError, KeyError ... for an unusable folder
-        raise InputError(f"{flag} {location.folder}: cannot read its config ({type(error).__name__}: "
-                         f"{' '.join(str(error).split())[:200]})") from None
-    return model_config.get_text_config() if hasattr(model_config, "get_text_config") else model_config
-
-
 def _check_teacher(config: TrainConfig, vocab_size: int, tokenizer_sha256: str) -> Any:
     from first_distill.knowledge import tokenizer_fingerprint
-    from first_distill.knowledge.extract import load_tokenizer, locate_model
+    from first_distill.model_folders import load_tokenizer, locate_model
 
     location = locate_model(config.teacher, "--teacher")
-    teacher_vocab = int(_text_config(location, "--teacher").vocab_size)
+    teacher_vocab = int(load_text_config(location, "--teacher").vocab_size)
     if teacher_vocab != vocab_size:
         raise InputError(f"vocabularies differ: teacher {teacher_vocab} tokens (--teacher), student {vocab_size} "
                          "tokens; full-kd needs a student with the teacher's tokenizer")
@@ -322,14 +311,14 @@ def _prepare_output(config: TrainConfig, output: Path, state: Any) -> None:
 def train_student(config: TrainConfig) -> TrainResult:
     """Train one student per variant (module docstring); ``InputError`` for any problem with the inputs."""
     from first_distill.knowledge import tokenizer_fingerprint
-    from first_distill.knowledge.extract import load_tokenizer, locate_model
+    from first_distill.model_folders import load_tokenizer, locate_model
     from first_distill.training_data import tokenize_examples
 
     variants = parse_variants(config.variants)
     _check_config(config, variants)
     student = locate_model(config.student, "--student")
     tokenizer = load_tokenizer(student, "--student")
-    vocab_size = int(_text_config(student, "--student").vocab_size)
+    vocab_size = int(load_text_config(student, "--student").vocab_size)
     tokenizer_sha256 = tokenizer_fingerprint(tokenizer)
     stores = _open_stores(config, variants, vocab_size, tokenizer_sha256)
     online = any(v.knowledge == ONLINE_TEACHER for v in variants)
@@ -391,7 +380,7 @@ def _train_variant(variant: Variant, config: TrainConfig, output: Path, student:
                          f"{' '.join(str(error).split())[:200]})") from None
     teacher_model = None
     if variant.knowledge == ONLINE_TEACHER:
-        from first_distill.knowledge.extract import load_teacher
+        from first_distill.model_folders import load_teacher
 
         teacher_model = load_teacher(teacher, "cpu", torch.bfloat16 if args.bf16 else torch.float32)
     collator = DistillationCollator(pad_id, stores.get(variant.knowledge), config.settings.pad_to_multiple_of)

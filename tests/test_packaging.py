@@ -6,7 +6,6 @@ import sysconfig
 import tomllib
 from pathlib import Path
 
-import pytest
 
 from first_eval.synthetic import SyntheticTask, write_samples_file
 

@@ -25,7 +25,7 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 
@@ -33,7 +33,7 @@ from first_distill.demo.calibration_check import summarize
 from first_distill.demo.config import WorldConfig
 from first_distill.demo.corpus import make_pretraining_lines
 from first_distill.demo.facts import sample_world_facts
-from first_distill.demo.questions import SPLITS, TASKS, Question, make_task_questions, prompt_text
+from first_distill.demo.questions import TASKS, Question, make_task_questions, prompt_text
 from first_distill.demo.scoring import bayes_choice_scores
 from first_distill.demo.task_files import write_task
 from first_distill.demo.world import MANIFEST_FORMAT, MANIFEST_NAME, DemoWorld, read_manifest

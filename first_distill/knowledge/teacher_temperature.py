@@ -293,7 +293,7 @@ def fit_token_level(config: TemperatureFitConfig, tasks: list[str], label: str, 
     """``level="token"``: the teacher's logits at the gold answer tokens of the validation questions -> T."""
     import torch
 
-    from first_distill.knowledge.extract import load_teacher, load_text_config, load_tokenizer
+    from first_distill.model_folders import load_teacher, load_text_config, load_tokenizer
     from first_distill.knowledge.token_temperature import fit_token_temperature, gold_token_logits
     from first_distill.training_data import task_training_set, tokenize_examples
 

@@ -28,7 +28,7 @@ from first_distill.knowledge.fingerprint import file_sha256
 from first_distill.knowledge.id_packing import IdPacking
 from first_distill.knowledge.manifest import MANIFEST_NAME, Manifest, ShardEntry, StoreIdentity, write_json_atomically
 from first_distill.knowledge.prob_quantization import ProbQuantization
-from first_distill.knowledge.shard import SHARD_PATTERN, ShardFormatError, read_header, shard_name, write_shard
+from first_distill.knowledge.shard import ShardFormatError, read_header, shard_name, write_shard
 from first_distill.knowledge.stats import MassStats
 from first_eval.errors import InputError
 

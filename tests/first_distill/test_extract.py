@@ -11,13 +11,7 @@ import pytest
 
 from first_distill.knowledge import KnowledgeStore
 from first_distill.knowledge.extract import (
-    ExtractConfig,
-    collate_teacher_batch,
-    extract_knowledge,
-    plan_windows,
-    tempered_sample,
-    tempered_topk,
-)
+    ExtractConfig, collate_teacher_batch, extract_knowledge, plan_windows, tempered_sample, tempered_topk)
 from first_distill.training_data import TrainingExample, tokenize_examples
 from tiny_models import tiny_llama_dir  # noqa: F401  (session fixture)
 

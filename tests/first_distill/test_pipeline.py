@@ -4,7 +4,6 @@ resume, and every bad input as one line with exit code 2 and nothing written."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -186,7 +185,7 @@ def test_token_level_auto_temperature_equals_scipy_on_unbatched_teacher_logits(w
     from scipy.optimize import minimize_scalar
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from first_distill.knowledge.extract import locate_model
+    from first_distill.model_folders import locate_model
     from first_distill.knowledge.teacher_temperature import TemperatureFitConfig, fit_teacher_temperature
 
     fitted = fit_teacher_temperature(TemperatureFitConfig(

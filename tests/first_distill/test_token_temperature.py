@@ -3,7 +3,6 @@ cross-entropy and torchmetrics' ECE as oracles; the gold-token logits against un
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
