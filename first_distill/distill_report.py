@@ -10,7 +10,8 @@ teacher temperature and its evidence, and how each number was produced.
      "models": {NAME: {"source": DIR, "tasks": {TASK: {same keys as first.report/1}}}},
      "deltas": {NAME: {TASK: {metric: NAME - baseline}}},
      "distill": {"teacher_temperature": {...}, "stores": {KIND: {...}}, "students": {VARIANT: {...}},
-                 "seconds": {...}, "config": {...}}, "meta": {...}}
+                 "claims": [{"task", "claim", "first", "other", "holds"}], "seconds": {...}, "config": {...}},
+     "meta": {...}}
 """
 
 from __future__ import annotations
@@ -53,6 +54,22 @@ def training_curves(trained: Any) -> dict[str, list[tuple[float, float]]]:
     return curves
 
 
+def claim_checks(models: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per task, the FIRST paper's claims on this run: ECE(first) < ECE(ce), ECE(first) < ECE(topk-notemp),
+    accuracy(first) >= accuracy(ce). ``models``: {name: {task: metrics}}; checks whose rows are absent are skipped."""
+    checks = []
+    first = models.get("first") or {}
+    for task, mine in first.items():
+        for other, metric, relation in (("ce", "ece", "<"), ("topk-notemp", "ece", "<"), ("ce", "accuracy", ">=")):
+            theirs = (models.get(other) or {}).get(task)
+            if theirs is None or mine.get(metric) is None or theirs.get(metric) is None:
+                continue
+            a, b = float(mine[metric]), float(theirs[metric])
+            checks.append({"task": task, "claim": f"{metric}(first) {relation} {metric}({other})", "first": a,
+                           "other": b, "holds": a < b if relation == "<" else a >= b})
+    return checks
+
+
 def provenance(config: Any, temperature: Any) -> list[str]:
     """How each number was produced, one sentence per row kind."""
     train = (f"the training splits of {', '.join(config.train_tasks)}" if config.train_tasks
@@ -86,12 +103,13 @@ def write_distill_report(audits: Mapping[str, Sequence[Any]], report_dir: Path, 
         write_report(list(task_audits), folder, meta)
         model_audits.append(ModelAudit(name, str(folder), metrics_document(list(task_audits), meta)["tasks"]))
     baseline = CE_BASELINE if CE_BASELINE in audits else (TEACHER if TEACHER in audits else next(iter(audits)))
+    claims = claim_checks({m.name: m.tasks for m in model_audits})
     curves = training_curves(trained)
     store_rows = {kind: store_summary(folder) for kind, folder in stores.items()}
     students = {s.variant: s.to_dict() for s in trained.students}
     extra = {"distill": {
         "teacher_temperature": temperature.to_dict(), "stores": store_rows, "students": students,
-        "training_curves": curves, "seconds": dict(seconds), "config": config.to_dict(),
+        "training_curves": curves, "claims": claims, "seconds": dict(seconds), "config": config.to_dict(),
         "rows": {TEACHER: "the teacher, untempered", TEACHER_TS: "the teacher's choice scores divided by T",
                  **{name: VARIANTS[name].summary for name in config.variants}},
     }}
@@ -99,7 +117,7 @@ def write_distill_report(audits: Mapping[str, Sequence[Any]], report_dir: Path, 
         "curves_svg": training_curves_svg(curves, ylabel="training loss")
         if any(curves.values()) else None,
         "stores": store_rows, "students": students, "temperature": temperature.to_dict(),
-        "provenance": provenance(config, temperature), "seconds": dict(seconds),
+        "provenance": provenance(config, temperature), "seconds": dict(seconds), "claims": claims,
     }
     paths = write_comparison(model_audits, Path(report_dir), title=title, baseline=baseline, command=command,
                              notes=notes, extra=extra, schema=SCHEMA, template="distill.html.j2", context=context)

@@ -248,3 +248,17 @@ def test_distill_report_renders_in_a_browser(finished):
         assert section in state["text"]
     # 3 students + teacher + teacher+ts on 2 tasks, plus the training curves
     assert len(state["svg_sizes"]) >= 11 and all(w > 100 and h > 100 for w, h in state["svg_sizes"])
+
+
+def test_claim_checks_restate_the_table(finished):
+    _, output = finished
+    document = json.loads((output / "metrics.json").read_text())
+    claims = document["distill"]["claims"]
+    assert len(claims) == 3 * 2  # three claims on two tasks
+    for claim in claims:
+        metric, other = claim["claim"].split(" ")[0].split("(")[0], claim["claim"].split("(")[-1].rstrip(")")
+        first = document["models"]["first"]["tasks"][claim["task"]][metric]
+        theirs = document["models"][other]["tasks"][claim["task"]][metric]
+        assert (claim["first"], claim["other"]) == (first, theirs)
+        assert claim["holds"] == (first < theirs if metric == "ece" else first >= theirs)
+    assert "The paper's claims on this run" in (output / "report.html").read_text()
