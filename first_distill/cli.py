@@ -33,7 +33,7 @@ def demo_command(
         report = run_demo(DemoRunConfig(output=output, seed=seed, n_bootstrap=bootstrap))
     except InputError as error:
         raise fail(str(error))
-    typer.echo(f"wrote {report}", err=True)
+    print_distill_summary(Path(report).parent / "metrics.json")
 
 
 distill_app = typer.Typer(
@@ -115,7 +115,28 @@ def distill_command(
             eval_batch_size=eval_batch_size, device=device, n_bootstrap=bootstrap, resume=resume))
     except InputError as error:
         raise fail(str(error))
-    typer.echo(f"wrote {result.report}", err=True)
+    print_distill_summary(result.report.parent / "metrics.json")
+
+
+def print_distill_summary(metrics_path: Path) -> None:
+    """Accuracy / ECE per model and task, and the paper's claims that held, on stderr."""
+    import json
+
+    from rich.console import Console
+
+    document = json.loads(metrics_path.read_text(encoding="utf-8"))
+    console = Console(stderr=True)
+    tasks = document["task_order"]
+    console.print(f"{'model':<16}" + "".join(f"{task[:26]:>28}" for task in tasks) + "   (accuracy / ECE)",
+                  highlight=False, soft_wrap=True)
+    for name, model in document["models"].items():
+        cells = [f"{m['accuracy']:.3f} / {m['ece']:.3f}" if (m := model["tasks"].get(task)) else "—" for task in tasks]
+        console.print(f"{name:<16}" + "".join(f"{cell:>28}" for cell in cells), highlight=False, soft_wrap=True)
+    claims = (document.get("distill") or {}).get("claims") or []
+    if claims:
+        console.print(f"the paper's claims held in {sum(c['holds'] for c in claims)} of {len(claims)} comparisons "
+                      "(see the report)", highlight=False, soft_wrap=True)
+    console.print(f"wrote {metrics_path.parent / 'report.html'} and metrics.json", highlight=False, soft_wrap=True)
 
 
 @distill_app.command("extract")
