@@ -120,26 +120,10 @@ def _loss_only(name: str, s: dict, fixed: dict):
 
 def measure_memory(name: str, s: dict, device: str) -> dict:
     """Peak tensor memory of one step of ``name`` above what was allocated before it (after a warm-up step)."""
-    import torch
+    from _memory import peak_bytes
 
-    _step(name, s)
-    if device == "cuda":
-        torch.cuda.synchronize()
-        before = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-        value = _step(name, s)
-        return {"peak_bytes": torch.cuda.max_memory_allocated() - before, "loss": value}
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        value = _step(name, s)
-    # Every allocation (+bytes) and free (-bytes) of torch's CPU allocator during the step, in time order.
-    events = sorted((event.start_ns(), event.nbytes()) for event in prof.profiler.kineto_results.events()
-                    if event.name() == "[memory]")
-    live = peak = 0
-    for _, nbytes in events:
-        live += nbytes
-        peak = max(peak, live)
+    _step(name, s)  # warm-up: allocator caches, lazily built buffers
+    peak, value = peak_bytes(lambda: _step(name, s), device)
     return {"peak_bytes": peak, "loss": value}
 
 

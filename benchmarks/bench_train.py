@@ -119,30 +119,13 @@ def train_round(name: str, student: Path, dataset, store, steps: int, warmup: in
 
 def measure_memory(trainer, collator, dataset, device: str) -> tuple[int, float]:
     """Peak bytes of one forward + backward above what was live before it; and its loss."""
-    import torch
+    from _memory import peak_bytes
 
     inputs = trainer._prepare_inputs(collator([dataset[i] for i in range(BATCH)]))
     model = trainer.model
     trainer.training_step(model, inputs)  # warm-up: allocator caches, lazily built buffers
     model.zero_grad(set_to_none=False)
-    if device == "cuda":
-        torch.cuda.synchronize()
-        before = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-        loss = float(trainer.training_step(model, inputs))
-        torch.cuda.synchronize()
-        return torch.cuda.max_memory_allocated() - before, loss
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        loss = float(trainer.training_step(model, inputs))
-    events = sorted((event.start_ns(), event.nbytes()) for event in prof.profiler.kineto_results.events()
-                    if event.name() == "[memory]")
-    live = peak = 0
-    for _, nbytes in events:
-        live += nbytes
-        peak = max(peak, live)
-    return peak, loss
+    return peak_bytes(lambda: float(trainer.training_step(model, inputs)), device)
 
 
 def main() -> int:

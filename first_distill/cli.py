@@ -11,6 +11,17 @@ from first_eval.cli import fail
 from first_eval.errors import InputError
 
 
+# Options that `first distill` and `first distill extract` share.
+TEACHER_TEMPERATURE = typer.Option(None, "--teacher-temperature", help="auto (the default: fit T on the validation split of the calibration task(s) with lm-eval), none (T = 1), or a number.")
+CALIBRATORS_FROM = typer.Option(None, "--calibrators-from", help="Take T from a `first report` calibrators.json.")
+CALIBRATION_TASK = typer.Option(None, "--calibration-task", help="Task(s), comma-separated, whose validation split fits T for auto (default: --train-task).")
+CALIBRATION_LIMIT = typer.Option(None, "--calibration-limit", help="At most N validation questions per task for auto.")
+TEMPERATURE_LEVEL = typer.Option("choice", "--temperature-level", help="auto fits T on: choice (lm-eval's answer scores) or token (next-token distributions at the gold answer tokens; for multi-token answers).")
+DATA_DIR = typer.Option(None, "--data-dir", help="Local task files DIR/<task>/<split>.jsonl (offline).")
+INCLUDE_PATH = typer.Option(None, "--include-path", help="Folder of extra lm-eval task YAMLs.")
+LIMIT = typer.Option(None, "--limit", help="Only the first N training examples.")
+
+
 def demo_command(
     output: Path = typer.Option(Path("runs/demo"), "--output", "-o", help="Folder for the world cache, audits and report."),
     seed: int = typer.Option(0, help="Seed of the demo world (cached per seed)."),
@@ -56,16 +67,16 @@ def distill_command(
     train_task: Optional[str] = typer.Option(None, "--train-task", help="lm-eval task(s) whose training split(s) are the training pairs (comma-separated)."),
     train: Optional[Path] = typer.Option(None, "--train", help="Or: training pairs as JSONL with 'prompt' and 'completion'."),
     eval_tasks: Optional[str] = typer.Option(None, "--eval-tasks", help="Multiple-choice tasks to audit every model on, in- and out-of-domain (comma-separated)."),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Local task files DIR/<task>/<split>.jsonl (offline)."),
-    include_path: Optional[Path] = typer.Option(None, "--include-path", help="Folder of extra lm-eval task YAMLs."),
+    data_dir: Optional[Path] = DATA_DIR,
+    include_path: Optional[Path] = INCLUDE_PATH,
     variants: str = typer.Option("first,ce", "--variants", help="Students to train: first, ce, label-smoothing, full-kd, topk-notemp, topk-tail, rs-kd."),
     top_k: int = typer.Option(5, "--top-k", help="Teacher tokens stored per position."),
-    teacher_temperature: Optional[str] = typer.Option(None, "--teacher-temperature", help="auto (default: fit on the train task's validation split), none, or a number."),
-    calibrators_from: Optional[Path] = typer.Option(None, "--calibrators-from", help="Take T from a `first report` calibrators.json."),
-    calibration_task: Optional[str] = typer.Option(None, "--calibration-task", help="Task(s) whose validation split fits T (default: --train-task)."),
-    temperature_level: str = typer.Option("choice", "--temperature-level", help="auto fits T on: choice (lm-eval's answer scores) or token (next-token distributions at the gold answer tokens; for multi-token answers)."),
-    calibration_limit: Optional[int] = typer.Option(None, "--calibration-limit", help="At most N validation questions per task for auto."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N training examples."),
+    teacher_temperature: Optional[str] = TEACHER_TEMPERATURE,
+    calibrators_from: Optional[Path] = CALIBRATORS_FROM,
+    calibration_task: Optional[str] = CALIBRATION_TASK,
+    temperature_level: str = TEMPERATURE_LEVEL,
+    calibration_limit: Optional[int] = CALIBRATION_LIMIT,
+    limit: Optional[int] = LIMIT,
     eval_limit: Optional[int] = typer.Option(None, "--eval-limit", help="Only the first N questions of each eval task."),
     epochs: float = typer.Option(1.0, "--epochs", help="Passes over the training pairs."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Optimiser steps (overrides --epochs)."),
@@ -145,17 +156,17 @@ def extract_command(
     output: Path = typer.Option(..., "--output", "-o", help="Knowledge store folder (an unfinished one is resumed)."),
     train: Optional[Path] = typer.Option(None, "--train", help="Training pairs: JSONL with 'prompt' and 'completion' per line."),
     train_task: Optional[str] = typer.Option(None, "--train-task", help="Or: the training split of this lm-eval multiple-choice task."),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Local task files DIR/<task>/<split>.jsonl (offline)."),
-    include_path: Optional[Path] = typer.Option(None, "--include-path", help="Folder of extra lm-eval task YAMLs."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="Only the first N training examples."),
+    data_dir: Optional[Path] = DATA_DIR,
+    include_path: Optional[Path] = INCLUDE_PATH,
+    limit: Optional[int] = LIMIT,
     top_k: int = typer.Option(5, "--top-k", help="Teacher tokens stored per completion position (--selection topk)."),
     selection: str = typer.Option("topk", "--selection", help="topk (FIRST) or sample (random-sampling KD, Anshumann et al. 2025)."),
     samples_per_position: Optional[int] = typer.Option(None, "--samples-per-position", help="Draws per position for --selection sample."),
-    teacher_temperature: Optional[str] = typer.Option(None, "--teacher-temperature", help="auto (fit on the task's validation split with lm-eval; the default), none (T = 1), or a number."),
-    calibrators_from: Optional[Path] = typer.Option(None, "--calibrators-from", help="Take T from a `first report` calibrators.json."),
-    calibration_task: Optional[str] = typer.Option(None, "--calibration-task", help="Task whose validation split fits T for auto (default: --train-task)."),
-    calibration_limit: Optional[int] = typer.Option(None, "--calibration-limit", help="At most N validation questions for auto."),
-    temperature_level: str = typer.Option("choice", "--temperature-level", help="auto fits T on: choice (lm-eval's answer scores) or token (next-token distributions at the gold answer tokens; for multi-token answers)."),
+    teacher_temperature: Optional[str] = TEACHER_TEMPERATURE,
+    calibrators_from: Optional[Path] = CALIBRATORS_FROM,
+    calibration_task: Optional[str] = CALIBRATION_TASK,
+    calibration_limit: Optional[int] = CALIBRATION_LIMIT,
+    temperature_level: str = TEMPERATURE_LEVEL,
     batch_size: int = typer.Option(8, "--batch-size", help="Sequences per teacher forward pass."),
     max_length: Optional[int] = typer.Option(None, "--max-length", help="Tokens kept per example, cut from the left (default: the teacher's context)."),
     student: Optional[Path] = typer.Option(None, "--student", help="Student model folder: checked to share the teacher's tokenizer."),

@@ -90,8 +90,10 @@ def provenance(config: Any, temperature: Any) -> list[str]:
 
 def write_distill_report(audits: Mapping[str, Sequence[Any]], report_dir: Path, *, output: Path, config: Any,
                          temperature: Any, trained: Any, stores: Mapping[str, Path], seconds: Mapping[str, float],
-                         notes: Sequence[str], title: str, command: str) -> Path:
-    """Write report.html + metrics.json into ``report_dir`` (atomically); returns the report path."""
+                         notes: Sequence[str], title: str, command: str,
+                         extra: Mapping[str, Any] | None = None) -> tuple[Path, dict[str, Any]]:
+    """Write report.html + metrics.json into ``report_dir`` (atomically); ``extra`` is merged into metrics.json.
+    Returns the report path and the ``models`` section ({name: {"source", "tasks"}})."""
     from first_eval.compare import ModelAudit, write_comparison
     from first_eval.plots import training_curves_svg
     from first_eval.report import ReportMeta, metrics_document, write_report
@@ -107,7 +109,7 @@ def write_distill_report(audits: Mapping[str, Sequence[Any]], report_dir: Path, 
     curves = training_curves(trained)
     store_rows = {kind: store_summary(folder) for kind, folder in stores.items()}
     students = {s.variant: s.to_dict() for s in trained.students}
-    extra = {"distill": {
+    document_extra = {**dict(extra or {}), "distill": {
         "teacher_temperature": temperature.to_dict(), "stores": store_rows, "students": students,
         "training_curves": curves, "claims": claims, "seconds": dict(seconds), "config": config.to_dict(),
         "rows": {TEACHER: "the teacher, untempered", TEACHER_TS: "the teacher's choice scores divided by T",
@@ -120,5 +122,6 @@ def write_distill_report(audits: Mapping[str, Sequence[Any]], report_dir: Path, 
         "provenance": provenance(config, temperature), "seconds": dict(seconds), "claims": claims,
     }
     paths = write_comparison(model_audits, Path(report_dir), title=title, baseline=baseline, command=command,
-                             notes=notes, extra=extra, schema=SCHEMA, template="distill.html.j2", context=context)
-    return next(path for path in paths if path.name == "report.html")
+                             notes=notes, extra=document_extra, schema=SCHEMA, template="distill.html.j2", context=context)
+    models = {m.name: {"source": m.source, "tasks": m.tasks} for m in model_audits}
+    return next(path for path in paths if path.name == "report.html"), models

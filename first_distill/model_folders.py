@@ -75,3 +75,24 @@ def load_teacher(location: ModelLocation, device: str, dtype: Any) -> Any:
         raise InputError(f"--teacher {location.folder}: cannot load it as a causal LM ({type(error).__name__}: "
                          f"{' '.join(str(error).split())[:200]})") from None
     return model.to(device).eval()
+
+
+def tokenizer_identity(location: ModelLocation, flag: str) -> tuple[int, str]:
+    """(vocabulary size of the logits, sha256 fingerprint of the tokenizer) of a model folder."""
+    from first_distill.knowledge.fingerprint import tokenizer_fingerprint
+
+    return int(load_text_config(location, flag).vocab_size), tokenizer_fingerprint(load_tokenizer(location, flag))
+
+
+def check_same_tokenizer(teacher: tuple[int, str], student: tuple[int, str], where: str) -> None:
+    """``InputError`` unless teacher and student (each ``tokenizer_identity``) share vocabulary and token ids.
+
+    ``where``: the flags or folders to name in the message (e.g. ``"--student runs/s"``)."""
+    (teacher_vocab, teacher_sha), (student_vocab, student_sha) = teacher, student
+    if teacher_vocab != student_vocab:
+        raise InputError(f"vocabularies differ: teacher {teacher_vocab} tokens, student {student_vocab} tokens "
+                         f"({where}); FIRST needs one tokenizer for teacher and student")
+    if teacher_sha != student_sha:
+        raise InputError(f"tokenizers differ: teacher sha256 {teacher_sha[:12]}…, student {student_sha[:12]}… (same "
+                         f"vocabulary size, different token ids; {where}); FIRST needs one tokenizer for teacher "
+                         "and student")

@@ -33,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shlex
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ SCHEMA = "first.distill/1"
 CONFIG_FILE = "distill_config.json"
 TEMPERATURE_FILE = "teacher_temperature.json"
 TRAINING_FILE = "training.jsonl"
+AUDIT_DONE = "audit_done.json"  # beside lm-eval's files of a finished audit
 TEACHER, TEACHER_TS = "teacher", "teacher+ts"
 RESUME_FREE_FIELDS = ("resume", "progress", "report_dir", "device")
 DEFAULT_SAMPLES_PER_POSITION = 50
@@ -107,18 +109,10 @@ class DistillConfig:
     report_dir: Path | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        flat: dict[str, Any] = {"schema": SCHEMA}
-        for item in dataclasses.fields(self):
-            value = getattr(self, item.name)
-            if item.name == "settings":
-                flat["settings"] = value.to_dict()
-            elif isinstance(value, Path):
-                flat[item.name] = str(value.expanduser().resolve())
-            elif isinstance(value, tuple):
-                flat[item.name] = list(value)
-            else:
-                flat[item.name] = value
-        return json.loads(json.dumps(flat))
+        """JSON-able settings (paths resolved), as distill_config.json holds them."""
+        from first_distill.run_folder import config_json
+
+        return config_json(self, SCHEMA)
 
 
 @dataclass(frozen=True)
@@ -183,20 +177,11 @@ def check_tasks(config: DistillConfig) -> None:
 
 def check_models(config: DistillConfig) -> None:
     """Teacher and student load as model folders and share one tokenizer (same vocabulary, same ids)."""
-    from first_distill.knowledge import tokenizer_fingerprint
-    from first_distill.model_folders import load_text_config, load_tokenizer, locate_model
+    from first_distill.model_folders import check_same_tokenizer, locate_model, tokenizer_identity
 
-    teacher, student = locate_model(config.teacher, "--teacher"), locate_model(config.student, "--student")
-    teacher_vocab = int(load_text_config(teacher, "--teacher").vocab_size)
-    student_vocab = int(load_text_config(student, "--student").vocab_size)
-    if teacher_vocab != student_vocab:
-        raise InputError(f"vocabularies differ: teacher {teacher_vocab} tokens (--teacher {config.teacher}), student "
-                         f"{student_vocab} tokens (--student {config.student}); FIRST needs one tokenizer for both")
-    teacher_sha, student_sha = (tokenizer_fingerprint(load_tokenizer(teacher, "--teacher")),
-                                tokenizer_fingerprint(load_tokenizer(student, "--student")))
-    if teacher_sha != student_sha:
-        raise InputError(f"tokenizers differ: teacher sha256 {teacher_sha[:12]}…, student {student_sha[:12]}… (same "
-                         "vocabulary size, different token ids); FIRST needs one tokenizer for both")
+    check_same_tokenizer(tokenizer_identity(locate_model(config.teacher, "--teacher"), "--teacher"),
+                         tokenizer_identity(locate_model(config.student, "--student"), "--student"),
+                         f"--teacher {config.teacher}, --student {config.student}")
 
 
 def prepare_output(config: DistillConfig, output: Path) -> None:
@@ -293,27 +278,41 @@ def train_students(config: DistillConfig, output: Path, variants: tuple, tempera
         resume=(folder / TRAIN_CONFIG).is_file()))
 
 
+def model_samples(config: DistillConfig, output: Path, name: str, model_dir: Path) -> list:
+    """lm-eval's samples of one model on the eval tasks. A finished audit of this run (``AUDIT_DONE`` beside
+    lm-eval's files) is read back from its samples files instead of run again, so a --resume redoes no audit
+    and the folder keeps one set of files that ``first report --samples`` can re-audit."""
+    from first_distill.model_folders import locate_model
+    from first_eval.lm_eval_bridge.live import LiveRunConfig, run_lm_eval
+    from first_eval.lm_eval_bridge.samples import read_samples_path
+
+    folder = output / "audits" / name / "lm-eval"
+    done = folder / AUDIT_DONE
+    if done.is_file():
+        paths = json.loads(done.read_text(encoding="utf-8"))["samples_paths"]
+        return [samples for path in paths.values() for samples in read_samples_path(Path(path))]
+    shutil.rmtree(folder, ignore_errors=True)  # an audit a kill interrupted
+    location = locate_model(model_dir, f"model {name}")
+    run = run_lm_eval(LiveRunConfig(
+        tasks=config.eval_tasks, output_dir=folder, model="hf", model_args=location.lm_eval_model_args("float32"),
+        include_path=config.include_path, data_dir=config.data_dir, num_fewshot=0, limit=config.eval_limit,
+        batch_size=config.eval_batch_size, device=config.device, seed=config.settings.seed))
+    write_json_atomically(done, {"samples_paths": {task: str(path) for task, path in run.samples_paths.items()}})
+    return list(run.task_samples)
+
+
 def audit_models(config: DistillConfig, output: Path, model_dirs: Mapping[str, Path], temperature: Any,
                  reference_samples: Mapping[str, Sequence[Any]] | None = None) -> dict[str, list]:
     """Step 4: {model name: [TaskAudit per eval task]}; lm-eval runs once per model, ``teacher+ts`` reuses the
     teacher's samples with T applied to the choice scores."""
     from first_eval.audit import AuditConfig, audit_task
-    from first_eval.lm_eval_bridge.live import LiveRunConfig, run_lm_eval
 
     audit_config = AuditConfig(n_bootstrap=config.n_bootstrap, seed=config.settings.seed)
     samples_by_model: dict[str, list] = {}
     for name, model_dir in model_dirs.items():
-        from first_distill.model_folders import locate_model
-
-        location = locate_model(model_dir, f"model {name}")
-        run = run_lm_eval(LiveRunConfig(
-            tasks=config.eval_tasks, output_dir=output / "audits" / name / "lm-eval", model="hf",
-            model_args=location.lm_eval_model_args("float32"), include_path=config.include_path,
-            data_dir=config.data_dir, num_fewshot=0, limit=config.eval_limit, batch_size=config.eval_batch_size,
-            device=config.device, seed=config.settings.seed))
-        samples_by_model[name] = list(run.task_samples)
+        samples_by_model[name] = model_samples(config, output, name, model_dir)
         if name == TEACHER and temperature.enabled:
-            samples_by_model[TEACHER_TS] = [samples.tempered(temperature.value) for samples in run.task_samples]
+            samples_by_model[TEACHER_TS] = [samples.tempered(temperature.value) for samples in samples_by_model[name]]
     for name, samples in (reference_samples or {}).items():
         samples_by_model[name] = list(samples)
     return {name: [audit_task(samples, audit_config) for samples in task_samples]
@@ -325,10 +324,12 @@ def audit_models(config: DistillConfig, output: Path, model_dirs: Mapping[str, P
 
 def run_distill(config: DistillConfig, reference_models: Mapping[str, Path] | None = None,
                 reference_samples: Mapping[str, Sequence[Any]] | None = None, notes: Sequence[str] = (),
-                title: str = "first distill: calibrated students against their baselines") -> DistillResult:
+                title: str = "first distill: calibrated students against their baselines",
+                extra: Mapping[str, Any] | None = None) -> DistillResult:
     """The whole pipeline (module docstring). ``reference_models``: extra model folders audited beside the
     students (e.g. the student before training); ``reference_samples``: extra pre-scored rows (e.g. a Bayes
-    posterior). ``InputError`` for any problem with the inputs, raised before anything is written."""
+    posterior); ``notes``: paragraphs at the top of the report; ``extra``: merged into metrics.json.
+    ``InputError`` for any problem with the inputs, raised before anything is written."""
     variants = check_config(config)
     check_tasks(config)
     check_models(config)
@@ -369,9 +370,8 @@ def run_distill(config: DistillConfig, reference_models: Mapping[str, Path] | No
     audits = {name: audits[name] for name in order if name in audits}
     from first_distill.distill_report import write_distill_report
 
-    report = write_distill_report(
+    report, models = write_distill_report(
         audits, Path(config.report_dir or output), output=output, config=config, temperature=temperature,
         trained=trained, stores=stores, seconds=seconds, notes=notes, title=title,
-        command="first " + shlex.join(sys.argv[1:]))
-    models = json.loads((report.parent / "metrics.json").read_text(encoding="utf-8"))["models"]
+        command="first " + shlex.join(sys.argv[1:]), extra=extra)
     return DistillResult(output, report, temperature, trained, models, seconds)

@@ -43,3 +43,24 @@ def check_run_folder(output: Path, config_file: str, current: dict[str, Any], re
     if output.is_dir() and any(output.iterdir()):
         raise InputError(f"--output {output} is not empty and holds no {what}; choose an empty or new folder")
     return False
+
+
+def config_json(config: Any, schema: str, flatten: str | None = None) -> dict[str, Any]:
+    """A run's settings dataclass as the JSON its settings file holds: paths resolved, tuples as lists, a field
+    with ``to_dict()`` as its dict (``flatten``: that field's keys at the top level instead)."""
+    import dataclasses
+
+    document: dict[str, Any] = {"schema": schema}
+    for item in dataclasses.fields(config):
+        value = getattr(config, item.name)
+        if hasattr(value, "to_dict"):
+            if item.name == flatten:
+                document.update(value.to_dict())
+                continue
+            value = value.to_dict()
+        elif isinstance(value, Path):
+            value = str(value.expanduser().resolve())
+        elif isinstance(value, tuple):
+            value = list(value)
+        document[item.name] = value
+    return json.loads(json.dumps(document))

@@ -91,18 +91,9 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Flat JSON-able settings (paths resolved; ``settings`` fields at the top level)."""
-        flat: dict[str, Any] = {"schema": SCHEMA}
-        for item in dataclasses.fields(self):
-            value = getattr(self, item.name)
-            if item.name == "settings":
-                flat.update(value.to_dict())
-            elif isinstance(value, Path):
-                flat[item.name] = str(value.expanduser().resolve())
-            elif isinstance(value, tuple):
-                flat[item.name] = list(value)
-            else:
-                flat[item.name] = value
-        return json.loads(json.dumps(flat))
+        from first_distill.run_folder import config_json
+
+        return config_json(self, SCHEMA, flatten="settings")
 
 
 @dataclass(frozen=True)
@@ -256,17 +247,12 @@ def _check_alignment(stores: dict, examples: list, training: Any, max_length: in
 
 
 def _check_teacher(config: TrainConfig, vocab_size: int, tokenizer_sha256: str) -> Any:
-    from first_distill.knowledge import tokenizer_fingerprint
-    from first_distill.model_folders import load_tokenizer, locate_model
+    """The online teacher of ``full-kd``, checked to share the student's tokenizer."""
+    from first_distill.model_folders import check_same_tokenizer, locate_model, tokenizer_identity
 
     location = locate_model(config.teacher, "--teacher")
-    teacher_vocab = int(load_text_config(location, "--teacher").vocab_size)
-    if teacher_vocab != vocab_size:
-        raise InputError(f"vocabularies differ: teacher {teacher_vocab} tokens (--teacher), student {vocab_size} "
-                         "tokens; full-kd needs a student with the teacher's tokenizer")
-    if tokenizer_fingerprint(load_tokenizer(location, "--teacher")) != tokenizer_sha256:
-        raise InputError("tokenizers differ between --teacher and --student (same vocabulary size, different token "
-                         "ids); full-kd needs a student with the teacher's tokenizer")
+    check_same_tokenizer(tokenizer_identity(location, "--teacher"), (vocab_size, tokenizer_sha256),
+                         f"--teacher {config.teacher}, --student {config.student}")
     return location
 
 

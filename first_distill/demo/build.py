@@ -29,7 +29,6 @@ from typing import Iterator
 
 import numpy as np
 
-from first_distill.demo.calibration_check import summarize
 from first_distill.demo.config import WorldConfig
 from first_distill.demo.corpus import make_pretraining_lines
 from first_distill.demo.facts import sample_world_facts
@@ -187,9 +186,17 @@ def finetune_steps(config: WorldConfig) -> int:
 
 
 def _bayes_numbers(questions: list[Question]) -> dict[str, float]:
-    summary = summarize(bayes_choice_scores(questions))
-    numbers = summary.to_dict()
-    numbers["expected_accuracy"] = float(np.mean([max(q.bayes_probs) for q in questions]))
+    """The exact posterior audited like a model (first_eval's metrics, 15 bins as every report), plus the
+    accuracy it expects (mean of each question's largest posterior probability)."""
+    from first_eval.metrics import ece
+
+    scores = bayes_choice_scores(questions)
+    probs = scores.probabilities()
+    numbers = {"n_questions": int(probs.n_questions), "accuracy": float(probs.correct.mean()),
+               "mean_confidence": float(probs.confidences.mean()),
+               "ece": float(ece(probs.confidences, probs.correct, n_bins=15)),
+               "nll": float(-scores.gold_log_probs().mean()),
+               "expected_accuracy": float(np.mean([max(q.bayes_probs) for q in questions]))}
     return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in numbers.items()}
 
 

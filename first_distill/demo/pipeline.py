@@ -15,7 +15,6 @@ per model under ``audits/``). A rerun reuses the world and whatever of the run i
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +70,8 @@ def run_demo(config: DemoRunConfig) -> Path:
     from first_distill.demo.build import build_world
     from first_distill.demo.config import WorldConfig
     from first_distill.pipeline import CONFIG_FILE, RESUME_FREE_FIELDS, DistillConfig, run_distill
+    from first_distill.run_folder import check_run_folder
+    from first_eval.errors import InputError
 
     output = Path(config.output)
     world = build_world(output, seed=config.seed, progress=config.progress, config=config.world_config)
@@ -86,14 +87,12 @@ def run_demo(config: DemoRunConfig) -> Path:
         settings=dataclasses.replace(config.settings, seed=config.seed, progress=config.progress),
         eval_batch_size=config.batch_size, device="cpu", n_bootstrap=config.n_bootstrap, progress=config.progress,
         report_dir=output)
-    saved_path = run_dir / CONFIG_FILE
-    if saved_path.is_file():
-        saved, current = json.loads(saved_path.read_text(encoding="utf-8")), distill.to_dict()
-        same = all(saved.get(k) == current.get(k) for k in set(saved) | set(current) if k not in RESUME_FREE_FIELDS)
-        if same:
-            distill = dataclasses.replace(distill, resume=True)
-        else:  # another recipe: start this seed's run over
-            shutil.rmtree(run_dir)
+    try:  # a finished or killed run of this very recipe is resumed; any other is started over
+        resume = check_run_folder(run_dir, CONFIG_FILE, distill.to_dict(), True, RESUME_FREE_FIELDS, "distill run")
+    except InputError:
+        shutil.rmtree(run_dir)
+        resume = False
+    distill = dataclasses.replace(distill, resume=resume)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the demo models are tiny: one thread beats two by a wide margin
     try:
@@ -101,20 +100,11 @@ def run_demo(config: DemoRunConfig) -> Path:
             distill,
             reference_models={"student-base": Path(world.student_base_dir), "teacher-base": Path(world.teacher_base_dir)},
             reference_samples={BAYES: [bayes_task_samples(world, task) for task in distill.eval_tasks]},
-            notes=story(world), title="first demo: tuning-induced over-confidence, and students that fix it")
+            notes=story(world), title="first demo: tuning-induced over-confidence, and students that fix it",
+            extra={"demo": {"world": str(world.root), "seed": world.seed, "bayes_reference": world.bayes}})
     finally:
         torch.set_num_threads(threads)
-    _add_demo_section(output / "metrics.json", world)
     return result.report
-
-
-def _add_demo_section(metrics_path: Path, world) -> None:
-    """Record the world (folder, seed, recipe, Bayes reference numbers) in metrics.json."""
-    from first_distill.knowledge.manifest import write_json_atomically
-
-    document = json.loads(metrics_path.read_text(encoding="utf-8"))
-    document["demo"] = {"world": str(world.root), "seed": world.seed, "bayes_reference": world.bayes}
-    write_json_atomically(metrics_path, document)
 
 
 def story(world) -> list[str]:

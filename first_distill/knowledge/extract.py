@@ -30,7 +30,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from first_distill.knowledge.fingerprint import canonical_json_sha256, file_sha256, tokenizer_fingerprint
-from first_distill.model_folders import ModelLocation, load_teacher, load_text_config, load_tokenizer, locate_model
+from first_distill.model_folders import (
+    ModelLocation, check_same_tokenizer, load_teacher, load_text_config, load_tokenizer, locate_model, tokenizer_identity)
 from first_distill.knowledge.manifest import MANIFEST_NAME, Manifest, write_json_atomically
 from first_distill.knowledge.teacher_temperature import (
     TeacherTemperature, TemperatureFitConfig, parse_temperature_option, resolve_teacher_temperature)
@@ -278,7 +279,9 @@ def extract_knowledge(config: ExtractConfig) -> ExtractResult:
     vocab_size = int(teacher_config.vocab_size)  # the logit width: what stored ids index
     tokenizer_sha256 = tokenizer_fingerprint(tokenizer)
     if config.student is not None:
-        _check_student(locate_model(config.student, "--student"), vocab_size, tokenizer_sha256)
+        check_same_tokenizer((vocab_size, tokenizer_sha256),
+                             tokenizer_identity(locate_model(config.student, "--student"), "--student"),
+                             f"--student {config.student}")
     k = config.top_k if config.selection == "topk" else min(config.samples_per_position, vocab_size)
     if config.selection == "topk" and k > vocab_size:
         raise InputError(f"--top-k {k}: exceeds the teacher's vocabulary of {vocab_size} tokens")
@@ -362,17 +365,6 @@ def _check_config(config: ExtractConfig) -> None:
     if config.temperature_level not in ("choice", "token"):
         raise InputError(f"--temperature-level {config.temperature_level!r}: must be choice or token")
     parse_temperature_option(config.teacher_temperature)
-
-
-def _check_student(student: ModelLocation, teacher_vocab: int, teacher_tokenizer_sha256: str) -> None:
-    student_vocab = int(load_text_config(student, "--student").vocab_size)
-    if student_vocab != teacher_vocab:
-        raise InputError(f"vocabularies differ: teacher {teacher_vocab} tokens, student {student_vocab} tokens "
-                         "(--student); FIRST needs a student with the teacher's tokenizer")
-    student_sha256 = tokenizer_fingerprint(load_tokenizer(student, "--student"))
-    if student_sha256 != teacher_tokenizer_sha256:
-        raise InputError(f"tokenizers differ: teacher sha256 {teacher_tokenizer_sha256[:12]}…, student "
-                         f"{student_sha256[:12]}… (same vocabulary size, different token ids)")
 
 
 def _temperature_request(config: ExtractConfig) -> dict[str, Any]:

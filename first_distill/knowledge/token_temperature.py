@@ -88,19 +88,23 @@ def fit_token_temperature_value(logits: Any, gold: Any, iterations: int = 60) ->
     return 1.0 / math.exp(0.5 * (lo + hi)), None
 
 
-def top1_token_ece(logits: Any, gold: Any, temperature: float, n_bins: int = 15) -> float:
-    """Equal-width top-1 ECE of the next-token distributions at T."""
+def _top1(logits: Any, gold: Any, temperature: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: the top token's probability at T (float64) and whether it is the gold token."""
     import torch
-
-    from first_eval.metrics import ece
 
     confidences, correct = [], []
     for rows in _chunks(len(gold)):
-        probs = torch.softmax(logits[rows].float() / temperature, dim=-1)
-        top, arg = probs.max(dim=-1)
-        confidences.append(top.numpy())
+        top, arg = torch.softmax(logits[rows].float() / temperature, dim=-1).max(dim=-1)
+        confidences.append(top.double().numpy())
         correct.append((arg == gold[rows]).numpy())
-    return float(ece(np.concatenate(confidences).astype(np.float64), np.concatenate(correct), n_bins=n_bins))
+    return np.concatenate(confidences), np.concatenate(correct)
+
+
+def top1_token_ece(logits: Any, gold: Any, temperature: float, n_bins: int = 15) -> float:
+    """Equal-width top-1 ECE of the next-token distributions at T."""
+    from first_eval.metrics import ece
+
+    return float(ece(*_top1(logits, gold, temperature), n_bins=n_bins))
 
 
 def fit_token_temperature(logits: Any, gold: Any, question_of_row: np.ndarray, n_folds: int = 5,
@@ -125,13 +129,12 @@ def fit_token_temperature(logits: Any, gold: Any, question_of_row: np.ndarray, n
         kept = torch.from_numpy(np.flatnonzero(fold_of_row != fold))
         fold_t = fit_token_temperature_value(logits[kept], gold[kept])[0] if len(kept) >= 2 else temperature
         fold_temperatures.append(fold_t)
-        probs = torch.softmax(logits[held].float() / fold_t, dim=-1)
-        top, arg = probs.max(dim=-1)
-        confidences.append(top.numpy())
-        correct.append((arg == gold[held]).numpy())
+        fold_confidences, fold_correct = _top1(logits[held], gold[held], fold_t)
+        confidences.append(fold_confidences)
+        correct.append(fold_correct)
     from first_eval.metrics import ece
 
-    ece_after = float(ece(np.concatenate(confidences).astype(np.float64), np.concatenate(correct), n_bins=n_bins))
+    ece_after = float(ece(np.concatenate(confidences), np.concatenate(correct), n_bins=n_bins))
     return TokenTemperatureFit(
         temperature=temperature, nll_before=token_nll(logits, gold, 1.0), nll_after=token_nll(logits, gold, temperature),
         ece_before=top1_token_ece(logits, gold, 1.0, n_bins), ece_after=ece_after, n_positions=int(n),
