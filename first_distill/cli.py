@@ -91,6 +91,9 @@ def distill_command(
     eval_batch_size: int = typer.Option(16, "--eval-batch-size", help="lm-eval and extraction batch size."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1 for extraction and audits."),
     bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap resamples for the confidence intervals."),
+    format: str = typer.Option("cloze", "--format", help="cloze: tasks as lm-eval defines them; letters: every train, calibration and eval task as a lettered question (options 'A. ...' in the prompt, the letters are the choices), the FIRST paper's protocol."),
+    apply_chat_template: bool = typer.Option(False, "--apply-chat-template", help="Render every prompt (training pairs, T fit, audits) with the teacher's chat template."),
+    system_instruction: Optional[str] = typer.Option(None, "--system-instruction", help="System message for every prompt."),
     resume: bool = typer.Option(False, "--resume", help="Continue a killed run in --output (same settings)."),
 ) -> None:
     """Run FIRST end to end: teacher temperature -> top-k store -> one student per variant -> audits -> report.
@@ -123,7 +126,8 @@ def distill_command(
             temperature_level=temperature_level, calibration_limit=calibration_limit,
             calibration_tasks=parse_list(calibration_task, "--calibration-task") if calibration_task else (),
             train_limit=limit, eval_limit=eval_limit, max_length=max_length, settings=settings,
-            eval_batch_size=eval_batch_size, device=device, n_bootstrap=bootstrap, resume=resume))
+            eval_batch_size=eval_batch_size, device=device, n_bootstrap=bootstrap, format=format,
+            apply_chat_template=apply_chat_template, system_instruction=system_instruction, resume=resume))
     except InputError as error:
         raise fail(str(error))
     print_distill_summary(result.report.parent / "metrics.json")

@@ -3,10 +3,17 @@
 ``locate_model`` turns a path into a ``ModelLocation``; the loaders read its tokenizer, its (text) config
 without the weights, or the causal LM itself, and turn every way a folder can be unusable into one
 ``InputError`` naming the flag it came from.
+
+A GGUF model that is to be trained or re-saved (a student, a cut student) goes through
+``load_trainable_model``: its weights are dequantised to plain fp32 tensors and transformers' quantiser
+markers are dropped, because the Trainer refuses a model marked quantised and ``save_pretrained`` would
+write a ``quantization_config`` that sends lm-eval back to a GGUF file that is not there. ``gguf_source``
+is the provenance (path, size, sha256) recorded in place of the file such a model no longer points to.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,6 +82,80 @@ def load_teacher(location: ModelLocation, device: str, dtype: Any) -> Any:
         raise InputError(f"--teacher {location.folder}: cannot load it as a causal LM ({type(error).__name__}: "
                          f"{' '.join(str(error).split())[:200]})") from None
     return model.to(device).eval()
+
+
+def load_trainable_model(location: ModelLocation, flag: str) -> Any:
+    """The causal LM with plain, trainable fp32 weights (train mode, CPU); ``InputError`` naming ``flag``.
+
+    A GGUF file is dequantised on load (``GgufConfig(dequantize=True)`` where transformers has it; older
+    versions always dequantise) and every quantiser marker is removed, so the model trains and saves as
+    the ordinary model it now is."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    kwargs: dict[str, Any] = dict(location.kwargs)
+    if location.gguf_file:
+        try:
+            from transformers import GgufConfig
+        except ImportError:  # transformers < 5: GGUF weights are always dequantised, no quantiser attached
+            pass
+        else:
+            kwargs["quantization_config"] = GgufConfig(dequantize=True)
+    where = location.folder / location.gguf_file if location.gguf_file else location.folder  # what the user passed
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(location.folder), dtype=torch.float32, **kwargs)
+    except Exception as error:  # as for the config: many exception types mean "not a loadable causal LM"
+        raise InputError(f"{flag} {where}: cannot load it as a causal LM ({type(error).__name__}: "
+                         f"{' '.join(str(error).split())[:200]})") from None
+    _drop_quantization_markers(model)
+    packed = sorted({str(p.dtype) for p in model.parameters() if not p.is_floating_point()})
+    if packed:
+        raise InputError(f"{flag} {where}: its weights stay quantised after loading ({', '.join(packed)}); "
+                         "convert it to a Hugging Face model folder to train it")
+    return model.to(torch.float32).train()
+
+
+def _drop_quantization_markers(model: Any) -> None:
+    """Forget that the weights came from a quantised file (what Trainer and save_pretrained look at)."""
+    configs = {}
+    for module in model.modules():
+        for name in ("hf_quantizer", "quantization_method"):
+            if name in vars(module):
+                delattr(module, name)
+        if "is_quantized" in vars(module):
+            module.is_quantized = False
+        config = getattr(module, "config", None)
+        if config is not None:
+            configs[id(config)] = config
+            text = config.get_text_config() if hasattr(config, "get_text_config") else config
+            configs[id(text)] = text
+    for config in configs.values():
+        for name in ("quantization_config", "_is_quantized"):
+            if name in vars(config):
+                delattr(config, name)
+
+
+def gguf_source(path: str | Path) -> dict[str, Any] | None:
+    """Provenance of a GGUF model file (resolved path, name, size in bytes, sha256); None for anything else.
+
+    A student trained from a GGUF file is saved as a safetensors folder that no longer names the file, so
+    this record is what ties the run to the exact bytes it started from."""
+    path = Path(path).expanduser()
+    if path.suffix != ".gguf" or not path.is_file():
+        return None
+    path = path.resolve()
+    stat = path.stat()
+    return {"path": str(path), "name": path.name, "bytes": stat.st_size,
+            "sha256": _cached_file_sha256(str(path), stat.st_size, stat.st_mtime_ns)}
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    """One read per file version and process (``to_dict`` runs at every settings comparison); keyed by size
+    and mtime too, so an edited file is hashed again."""
+    from first_distill.knowledge.fingerprint import file_sha256
+
+    return file_sha256(path)
 
 
 def tokenizer_identity(location: ModelLocation, flag: str) -> tuple[int, str]:

@@ -51,6 +51,7 @@ SCHEMA = "first.distill/1"
 CONFIG_FILE = "distill_config.json"
 TEMPERATURE_FILE = "teacher_temperature.json"
 TRAINING_FILE = "training.jsonl"
+LETTERED_FOLDER = "letter_tasks"  # --format letters: the lettered task YAMLs and their documents
 AUDIT_DONE = "audit_done.json"  # beside lm-eval's files of a finished audit
 TEACHER, TEACHER_TS = "teacher", "teacher+ts"
 RESUME_FREE_FIELDS = ("resume", "progress", "report_dir", "device")
@@ -77,6 +78,10 @@ class DistillConfig:
         max_length: tokens kept per training example. prob_bits: 8 or 16 bits per stored probability.
         settings: training settings (epochs, lr, batch size, ...), the same for every variant.
         eval_batch_size, device: lm-eval's. n_bootstrap: resamples for the CIs.
+        format: ``cloze`` (tasks as lm-eval defines them) or ``letters`` (every train, calibration and eval task as
+            a lettered question, ``first_eval.lm_eval_bridge.lettered``; written into ``output/letter_tasks``).
+        apply_chat_template, system_instruction: render every prompt (training pairs, T fit, audits) with the
+            models' chat template and this system message, as lm-eval's ``--apply_chat_template``.
         resume: continue a killed run in ``output``. progress: progress bars on stderr.
     """
 
@@ -104,6 +109,9 @@ class DistillConfig:
     eval_batch_size: int = 16
     device: str | None = None
     n_bootstrap: int = 1000
+    format: str = "cloze"
+    apply_chat_template: bool = False
+    system_instruction: str | None = None
     resume: bool = False
     progress: bool = True
     report_dir: Path | None = None
@@ -134,6 +142,7 @@ def check_config(config: DistillConfig) -> tuple:
     """Every input problem found before anything runs, as one InputError line; returns the parsed variants."""
     from first_distill.knowledge.teacher_temperature import parse_temperature_option
     from first_distill.training_data import check_max_length
+    from first_eval.lm_eval_bridge.lettered import check_format
 
     variants = parse_variants(config.variants)
     problems = list(config.settings.problems())
@@ -151,7 +160,10 @@ def check_config(config: DistillConfig) -> tuple:
         problems.append(f"--prob-bits {config.prob_bits!r}: must be 8 or 16")
     if config.temperature_level not in ("choice", "token"):
         problems.append(f"--temperature-level {config.temperature_level!r}: must be choice or token")
+    if config.system_instruction is not None and not config.system_instruction.strip():
+        problems.append("--system-instruction is empty; give the text of the system message or leave the flag out")
     try:
+        check_format(config.format)
         check_max_length(config.max_length)
         parse_temperature_option(config.teacher_temperature)
     except InputError as error:
@@ -182,6 +194,49 @@ def check_models(config: DistillConfig) -> None:
     check_same_tokenizer(tokenizer_identity(locate_model(config.teacher, "--teacher"), "--teacher"),
                          tokenizer_identity(locate_model(config.student, "--student"), "--student"),
                          f"--teacher {config.teacher}, --student {config.student}")
+    if config.apply_chat_template:
+        chat_tokenizer(config)
+
+
+def chat_tokenizer(config: DistillConfig) -> Any:
+    """With ``apply_chat_template``: the teacher's tokenizer, whose chat template renders every prompt; else None."""
+    from first_distill.model_folders import load_tokenizer, locate_model
+
+    if not config.apply_chat_template:
+        return None
+    tokenizer = load_tokenizer(locate_model(config.teacher, "--teacher"), "--teacher")
+    if not getattr(tokenizer, "chat_template", None):
+        raise InputError(f"--apply-chat-template: the teacher {config.teacher} has no chat template (its tokenizer "
+                         "defines none); leave the flag out for a base model")
+    return tokenizer
+
+
+def lettered_config(config: DistillConfig, output: Path) -> DistillConfig:
+    """``format="letters"``: every task of the run lettered into ``output/letter_tasks``; the config the steps
+    get names the lettered tasks and that folder (the lettered YAMLs point at their own data files).
+
+    The folder is written once (by the main process); ``lettered.json`` in it maps each task to the one lm-eval
+    runs, and a resumed run, or another process of a distributed one, reads it instead of lettering again."""
+    from first_eval.lm_eval_bridge.lettered import prepare_lettered_tasks
+
+    if config.format != "letters":
+        return config
+    index = output / LETTERED_FOLDER / "lettered.json"
+    if index.is_file():
+        document = json.loads(index.read_text(encoding="utf-8"))
+        folder, names = Path(document["folder"]), {t["source_task"]: t["name"] for t in document["tasks"]}
+    else:
+        tasks = list(dict.fromkeys(config.eval_tasks + config.train_tasks + config.calibration_tasks))
+        lettered = prepare_lettered_tasks(tasks, output / LETTERED_FOLDER, config.data_dir, config.include_path,
+                                          num_fewshot=0)
+        write_json_atomically(index, lettered.to_dict())
+        folder, names = lettered.folder, {task.source_task: task.name for task in lettered.tasks}
+
+    def rename(tasks: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(names[task] for task in tasks)
+
+    return dataclasses.replace(config, include_path=folder, data_dir=None, eval_tasks=rename(config.eval_tasks),
+                               train_tasks=rename(config.train_tasks), calibration_tasks=rename(config.calibration_tasks))
 
 
 def prepare_output(config: DistillConfig, output: Path) -> None:
@@ -212,7 +267,8 @@ def teacher_temperature(config: DistillConfig, output: Path):
     fit = None if not tasks else TemperatureFitConfig(
         model_args=teacher.lm_eval_model_args("float32"), task=",".join(tasks), data_dir=config.data_dir,
         include_path=config.include_path, limit=config.calibration_limit, batch_size=config.eval_batch_size,
-        device=config.device, seed=config.settings.seed, level=config.temperature_level, teacher=teacher)
+        device=config.device, seed=config.settings.seed, level=config.temperature_level, teacher=teacher,
+        apply_chat_template=config.apply_chat_template, system_instruction=config.system_instruction)
     temperature = resolve_teacher_temperature(config.teacher_temperature, config.calibrators_from,
                                               tasks[0] if len(tasks) == 1 else None, fit)
     write_json_atomically(path, temperature.to_dict())
@@ -229,8 +285,10 @@ def training_file(config: DistillConfig, output: Path) -> Path:
     if path.is_file():
         return path
     rows = []
+    chat = chat_tokenizer(config)
     for task in config.train_tasks:
-        training = task_training_set(task, config.data_dir, config.include_path, config.train_limit)
+        training = task_training_set(task, config.data_dir, config.include_path, config.train_limit,
+                                     chat_tokenizer=chat, system_instruction=config.system_instruction)
         rows.extend(json.dumps(example.to_dict(), ensure_ascii=False) for example in training.examples)
     partial = path.with_name(path.name + ".partial")
     partial.write_text("\n".join(rows) + "\n", encoding="utf-8")
@@ -296,7 +354,8 @@ def model_samples(config: DistillConfig, output: Path, name: str, model_dir: Pat
     run = run_lm_eval(LiveRunConfig(
         tasks=config.eval_tasks, output_dir=folder, model="hf", model_args=location.lm_eval_model_args("float32"),
         include_path=config.include_path, data_dir=config.data_dir, num_fewshot=0, limit=config.eval_limit,
-        batch_size=config.eval_batch_size, device=config.device, seed=config.settings.seed))
+        batch_size=config.eval_batch_size, device=config.device, seed=config.settings.seed,
+        apply_chat_template=config.apply_chat_template, system_instruction=config.system_instruction))
     write_json_atomically(done, {"samples_paths": {task: str(path) for task, path in run.samples_paths.items()}})
     return list(run.task_samples)
 
@@ -344,8 +403,18 @@ def run_distill(config: DistillConfig, reference_models: Mapping[str, Path] | No
     # the others wait for it, then all train together (train_student is distributed-aware).
     state = PartialState()
     if state.is_main_process:
+        fresh = not (output / CONFIG_FILE).is_file()
         prepare_output(config, output)
+        try:
+            lettered = lettered_config(config, output)
+        except InputError:
+            if fresh:  # a run folder holding no finished step: the corrected command may start over
+                shutil.rmtree(output, ignore_errors=True)
+            raise
     state.wait_for_everyone()
+    if not state.is_main_process:
+        lettered = lettered_config(config, output)
+    config = lettered
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
     with state.main_process_first():

@@ -18,9 +18,7 @@ from first_eval.errors import InputError
 
 def truncated_student(source: str | Path, n_layers: int, output: str | Path) -> Path:
     """Save ``source``'s first ``n_layers`` decoder layers (with embeddings, final norm, head) to ``output``."""
-    import torch
-
-    from first_distill.model_folders import load_teacher, load_tokenizer, locate_model
+    from first_distill.model_folders import load_tokenizer, load_trainable_model, locate_model
 
     output = Path(output).expanduser()
     if isinstance(n_layers, bool) or not isinstance(n_layers, int) or n_layers < 1:
@@ -29,7 +27,7 @@ def truncated_student(source: str | Path, n_layers: int, output: str | Path) -> 
         raise InputError(f"--output {output}: exists and is not an empty folder")
     location = locate_model(source, "--from")
     tokenizer = load_tokenizer(location, "--from")
-    model = load_teacher(location, "cpu", torch.float32)
+    model = load_trainable_model(location, "--from")  # a GGUF file: dequantised fp32, saved as safetensors
     layers = _decoder_layers(model, source)
     if n_layers >= len(layers):
         raise InputError(f"--layers {n_layers}: the model in {source} has {len(layers)} decoder layers; "
@@ -39,12 +37,6 @@ def truncated_student(source: str | Path, n_layers: int, output: str | Path) -> 
     text_config.num_hidden_layers = n_layers
     if isinstance(getattr(text_config, "layer_types", None), list):
         text_config.layer_types = text_config.layer_types[:n_layers]
-    if getattr(model, "hf_quantizer", None) is not None:
-        # A GGUF checkpoint is dequantised to fp32 on load: the weights are plain tensors, saved as safetensors.
-        model.hf_quantizer = None
-        for config in {id(model.config): model.config, id(text_config): text_config}.values():
-            if hasattr(config, "quantization_config"):
-                delattr(config, "quantization_config")
     partial = output.with_name(f".{output.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     try:

@@ -8,10 +8,13 @@ Steps: check every input (variant names, stores against the student's tokenizer 
 against the training examples, position by position) before anything is written; then, per variant, load
 the initial student, train it with ``DistillationTrainer`` (first_distill/trainer.py) and save it with
 ``save_pretrained`` plus its tokenizer, so lm-eval's ``hf`` model loads it (``pretrained=OUTPUT/<variant>/model``).
+A GGUF student is dequantised to a plain fp32 model first (model_folders.load_trainable_model); its trained
+copies are ordinary safetensors folders, and train_config.json records the source file (``student_gguf``).
 
 Output folder::
 
-    train_config.json            the settings (a --resume with other settings is refused)
+    train_config.json            the settings (a --resume with other settings is refused); student_gguf: the
+                                 source file (path, bytes, sha256) of a GGUF student
     train_result.json            TrainResult.to_dict()
     <variant>/model/             the trained student (appears only once complete)
     <variant>/checkpoints/       checkpoint-N folders (resume points)
@@ -37,7 +40,7 @@ from typing import Any
 
 from first_distill.collator import DistillationCollator, ExampleDataset
 from first_distill.knowledge.manifest import write_json_atomically
-from first_distill.model_folders import load_text_config
+from first_distill.model_folders import gguf_source, load_text_config, load_trainable_model
 from first_distill.trainer import STAGING_DIR, TrainerSettings, make_trainer, save_final_model
 from first_distill.variants import (
     KNOWLEDGE_FLAGS, ONLINE_TEACHER, SAMPLED, TEMPERED_TOPK, UNTEMPERED_TOPK, Variant, knowledge_needed, parse_variants)
@@ -90,10 +93,16 @@ class TrainConfig:
     resume: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        """Flat JSON-able settings (paths resolved; ``settings`` fields at the top level)."""
+        """Flat JSON-able settings (paths resolved; ``settings`` fields at the top level). A GGUF student adds
+        ``student_gguf`` (model_folders.gguf_source): its trained copies no longer name the file, and a
+        ``--resume`` from a changed file is refused."""
         from first_distill.run_folder import config_json
 
-        return config_json(self, SCHEMA, flatten="settings")
+        document = config_json(self, SCHEMA, flatten="settings")
+        source = gguf_source(self.student)
+        if source is not None:
+            document["student_gguf"] = source
+        return document
 
 
 @dataclass(frozen=True)
@@ -342,7 +351,6 @@ def _train_variant(variant: Variant, config: TrainConfig, output: Path, student:
                    teacher_temperature: float | None = None) -> StudentResult:
     import torch
     import transformers
-    from transformers import AutoModelForCausalLM
     from transformers.trainer_utils import get_last_checkpoint
 
     folder = output / variant.name
@@ -359,11 +367,7 @@ def _train_variant(variant: Variant, config: TrainConfig, output: Path, student:
 
     args = config.settings.training_arguments(checkpoints)
     transformers.set_seed(config.settings.seed)
-    try:
-        model = AutoModelForCausalLM.from_pretrained(str(student.folder), dtype=torch.float32, **student.kwargs)
-    except Exception as error:  # as for the config: many exception types mean "not a loadable causal LM"
-        raise InputError(f"--student {student.folder}: cannot load it as a causal LM ({type(error).__name__}: "
-                         f"{' '.join(str(error).split())[:200]})") from None
+    model = load_trainable_model(student, "--student")  # a GGUF file: dequantised, no quantiser markers
     teacher_model = None
     if variant.knowledge == ONLINE_TEACHER:
         from first_distill.model_folders import load_teacher

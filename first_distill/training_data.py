@@ -125,14 +125,17 @@ def _parse_row(line: str, path: Path, number: int) -> TrainingExample:
 
 
 def task_training_set(task: str, data_dir: str | Path | None = None, include_path: str | Path | None = None,
-                      limit: int | None = None, split_key: str = "training_split") -> TrainingSet:
+                      limit: int | None = None, split_key: str = "training_split", chat_tokenizer: Any = None,
+                      system_instruction: str | None = None) -> TrainingSet:
     """The training split of lm-eval multiple-choice task ``task``, rendered by lm-eval (module docstring).
 
     ``data_dir``: read ``DIR/<task>/<training_split>.jsonl`` (the Hugging Face schema the task expects) instead
     of the task's dataset; ``include_path``: a folder of extra task YAMLs. Offline either way. ``limit``: the
     first N documents only. Documents whose gold index lies outside their choices are skipped (lm-eval scores
     them as wrong). ``split_key``: the task's split to render (``training_split``, or ``validation_split``
-    for the questions a token-level teacher temperature is fitted on). Raises ``InputError`` for an unknown or non-multiple-choice task, a task without a
+    for the questions a token-level teacher temperature is fitted on). ``chat_tokenizer``: render prompts with this
+    tokenizer's chat template, as lm-eval's ``--apply_chat_template`` does (HFLM's ``apply_chat_template``);
+    ``system_instruction``: lm-eval's ``--system_instruction``. Raises ``InputError`` for an unknown or non-multiple-choice task, a task without a
     training split, a missing file or an empty split.
     """
     from first_eval.lm_eval_bridge.live import HF_HOME_FOLDER
@@ -172,13 +175,16 @@ def task_training_set(task: str, data_dir: str | Path | None = None, include_pat
             docs = list(task_object.test_docs() or [])  # the variant's test split is the requested one
             if limit is not None:
                 docs = docs[:limit]
-            examples = [example for index, doc in enumerate(docs) if (example := render_task_doc(task_object, doc, index))]
+            chat = _chat_template_of(chat_tokenizer) if chat_tokenizer is not None else None
+            examples = [example for index, doc in enumerate(docs)
+                        if (example := render_task_doc(task_object, doc, index, chat, system_instruction))]
     if not examples:
         raise InputError(f"--train-task {task}: empty training set ({len(docs)} document(s) in split {split!r} "
                          "with a gold answer among their choices)")
     source = {"kind": "lm-eval task", "task": task, "split": split, "task_yaml": str(definition.yaml_path),
               "data_files": data_files, "skipped_documents": len(docs) - len(examples), "limit": limit,
-              "target_delimiter": task_object.config.target_delimiter}
+              "target_delimiter": task_object.config.target_delimiter,
+              "apply_chat_template": chat_tokenizer is not None, "system_instruction": system_instruction}
     return TrainingSet(tuple(examples), source)
 
 
@@ -207,10 +213,26 @@ def _load_task(task: str, folder: Path) -> Any:
     return loaded["tasks"][task]
 
 
-def render_task_doc(task: Any, doc: dict, doc_id: int = 0) -> TrainingExample | None:
-    """lm-eval's 0-shot request for ``doc`` at its gold choice, as (prompt, completion); None without a valid gold."""
-    context = task.fewshot_context(doc=doc, num_fewshot=0, gen_prefix=task.doc_to_prefix(doc))
-    requests = task.construct_requests(doc=doc, ctx=context, metadata=(task.config.task, doc_id, 1))
+def _chat_template_of(tokenizer: Any) -> Any:
+    """lm-eval's ``HFLM.apply_chat_template`` for ``tokenizer`` (the callable its requests are rendered with)."""
+
+    def apply_chat_template(chat_history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+        return tokenizer.apply_chat_template(chat_history, tokenize=False, add_generation_prompt=add_generation_prompt,
+                                             continue_final_message=not add_generation_prompt)
+
+    return apply_chat_template
+
+
+def render_task_doc(task: Any, doc: dict, doc_id: int = 0, chat_template: Any = None,
+                    system_instruction: str | None = None) -> TrainingExample | None:
+    """lm-eval's 0-shot request for ``doc`` at its gold choice, as (prompt, completion); None without a valid gold.
+
+    ``chat_template``: the callable lm-eval renders chat prompts with (``--apply_chat_template``), or None."""
+    context = task.fewshot_context(doc=doc, num_fewshot=0, gen_prefix=task.doc_to_prefix(doc),
+                                   system_instruction=system_instruction, apply_chat_template=chat_template is not None,
+                                   chat_template=chat_template)
+    requests = task.construct_requests(doc=doc, ctx=context, metadata=(task.config.task, doc_id, 1),
+                                       apply_chat_template=chat_template is not None, chat_template=chat_template)
     n_choices = len(task.doc_to_choice(doc))
     gold = task.doc_to_text(doc) if task.multiple_input else task.doc_to_target(doc)
     if isinstance(gold, list):  # several acceptable answers: train on the first

@@ -18,6 +18,7 @@ import numpy as np
 
 from first_eval.calibrators import CALIBRATORS, CalibratorCannotFit, cross_fit
 from first_eval.errors import InputError
+from first_eval.letter_mass import LetterSummary, letter_summary
 from first_eval.lm_eval_bridge.samples import TaskSamples
 from first_eval.metrics import MetricSet, compute_metrics
 from first_eval.scores import SCORE_MODES, ChoiceScores
@@ -112,6 +113,7 @@ class TaskAudit:
     n_choices: dict[int, int]  # number of choices -> number of questions
     lm_eval_accuracy: dict[str, float]  # lm-eval's own recorded acc / acc_norm, when the records had them
     notes: tuple[str, ...] = ()
+    letters: LetterSummary | None = None  # lettered tasks: letter mass and the unrenormalised metrics
 
     @property
     def temperature(self) -> float | None:
@@ -127,6 +129,8 @@ class TaskAudit:
         out["calibrated"] = {name: result.to_dict() for name, result in self.calibrated.items()}
         out["score_modes"] = {mode: summary.to_dict() for mode, summary in self.score_modes.items()}
         out["notes"] = list(self.notes)
+        if self.letters is not None:
+            out["letters"] = self.letters.to_dict()
         return out
 
 
@@ -143,7 +147,16 @@ def audit_task(samples: TaskSamples, config: AuditConfig) -> TaskAudit:
         seed=config.seed, confidence_level=config.confidence_level,
     )
     calibrated = {name: _evaluate_calibrator(name, scores, config) for name in config.calibrators}
-    notes = []
+    notes = list(samples.notes)
+    letters = None
+    if samples.lettered:
+        letters = letter_summary(samples.loglik_sums, samples.offsets, samples.gold, samples.is_greedy, config.n_bins)
+        if letters.mostly_not_letters:
+            notes.append(
+                f"The model mostly does not answer with a letter: on average {letters.mean_mass:.1%} of its next-token "
+                f"probability falls on the valid letters (one question in ten below {letters.lowest_decile_mass:.1%}). "
+                "The confidences here are renormalised over the letters; see the unrenormalised row."
+            )
     modes = _score_mode_summaries(samples, config)
     current = modes.get(config.score_mode)
     if current is not None and current.temperature > LARGE_TEMPERATURE:
@@ -167,7 +180,7 @@ def audit_task(samples: TaskSamples, config: AuditConfig) -> TaskAudit:
     return TaskAudit(
         task=samples.task, source=samples.source, config=config, metrics=metrics, calibrated=calibrated,
         score_modes=modes, n_choices={int(k): int(v) for k, v in enumerate(counts) if v},
-        lm_eval_accuracy=lm_eval_accuracy, notes=tuple(notes),
+        lm_eval_accuracy=lm_eval_accuracy, notes=tuple(notes), letters=letters,
     )
 
 

@@ -117,7 +117,8 @@ def print_summary(output: Path) -> None:
         console.print(
             f"{task:<32} n={metrics['n']:<6} acc={metrics['accuracy']:.3f} conf={metrics['mean_confidence']:.3f} "
             f"ECE={metrics['ece']:.3f}"
-            + (f" -> {after:.3f} at T={temperature['temperature']:.3g}" if after is not None else ""),
+            + (f" -> {after:.3f} at T={temperature['temperature']:.3g}" if after is not None else "")
+            + (f" letter-mass={metrics['letters']['mean_mass']:.3f}" if "letters" in metrics else ""),
             highlight=False, soft_wrap=True,
         )
     console.print(f"wrote {output / 'report.html'}, metrics.json, calibrators.json", highlight=False, soft_wrap=True)
@@ -137,6 +138,9 @@ def report_command(
     limit: Optional[float] = typer.Option(None, "--limit", help="At most this many questions per task (or a fraction < 1).", rich_help_panel="Live run (lm-eval)"),
     batch_size: str = typer.Option("8", "--batch-size", help="lm-eval batch size (int, auto, auto:N).", rich_help_panel="Live run (lm-eval)"),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:0 ... (default: the model's).", rich_help_panel="Live run (lm-eval)"),
+    format: str = typer.Option("cloze", "--format", help="cloze: each task as lm-eval defines it; letters: the task as a lettered question (options 'A. ...' in the prompt, the letters are the choices; tasks already lettered run unchanged).", rich_help_panel="Live run (lm-eval)"),
+    apply_chat_template: bool = typer.Option(False, "--apply-chat-template", help="Render prompts with the model's chat template (instruct models).", rich_help_panel="Live run (lm-eval)"),
+    system_instruction: Optional[str] = typer.Option(None, "--system-instruction", help="System message for every prompt.", rich_help_panel="Live run (lm-eval)"),
     bins: int = typer.Option(15, help="Equal-width confidence bins for ECE and the reliability diagram."),
     score: str = typer.Option("sum", help="Choice score: 'sum' (lm-eval acc) or 'char-norm' (lm-eval acc_norm)."),
     calibrators: str = typer.Option("temperature,platt,isotonic", help="Comma-separated calibrators to fit and cross-fit."),
@@ -160,8 +164,15 @@ def report_command(
             if inputs:
                 raise InputError("give either --samples (re-audit lm-eval files) or --model (run lm-eval), not both")
             task_samples, model_label = live_task_samples(model, model_args, tasks, include_path, data_dir, num_fewshot,
-                                                          limit, batch_size, device, seed, output)
+                                                          limit, batch_size, device, seed, output, format,
+                                                          apply_chat_template, system_instruction)
         else:
+            live_only = [flag for flag, given in (("--format letters", format != "cloze"),
+                                                  ("--apply-chat-template", apply_chat_template),
+                                                  ("--system-instruction", system_instruction is not None)) if given]
+            if live_only:
+                raise InputError(f"{live_only[0]} applies to a live run (--model ...); --samples files were already "
+                                 "scored as lm-eval ran them")
             if not inputs:
                 raise InputError("give lm-eval samples with --samples PATH [PATH ...], or run a model with --model hf --model-args pretrained=DIR --tasks T")
             from first_eval.lm_eval_bridge.samples import read_samples_path
@@ -175,7 +186,8 @@ def report_command(
     print_summary(output)
 
 
-def live_task_samples(model, model_args, tasks, include_path, data_dir, num_fewshot, limit, batch_size, device, seed, output):
+def live_task_samples(model, model_args, tasks, include_path, data_dir, num_fewshot, limit, batch_size, device, seed, output,
+                      format="cloze", apply_chat_template=False, system_instruction=None):
     """Run lm-eval (its files kept under OUTPUT/lm-eval) and return its in-memory samples per task."""
     from first_eval.lm_eval_bridge.live import LiveRunConfig, parse_model_args, run_lm_eval
 
@@ -187,6 +199,7 @@ def live_task_samples(model, model_args, tasks, include_path, data_dir, num_fews
         tasks=parse_list(tasks, "--tasks"), output_dir=output / "lm-eval", model=model, model_args=model_args,
         include_path=include_path, data_dir=data_dir, num_fewshot=num_fewshot, limit=limit,
         batch_size=int(batch_size) if batch_size.isdigit() else batch_size, device=device, seed=seed,
+        format=format, apply_chat_template=apply_chat_template, system_instruction=system_instruction,
     ))
     label = parse_model_args(model_args).get("pretrained", model) if model_args else model
     return list(run.task_samples), label

@@ -220,6 +220,8 @@ class TemperatureFitConfig:
         level: ``choice`` (fit on lm-eval's per-choice scores, as ``first report``) or ``token`` (fit on the
             teacher's next-token distributions at the gold answer tokens, ``token_temperature.py``; needs ``teacher``).
         teacher: the teacher's ``ModelLocation`` (for ``token``).
+        apply_chat_template, system_instruction: prompts rendered with the teacher's chat template, as everywhere
+            else in the run.
     """
 
     model_args: str
@@ -233,6 +235,8 @@ class TemperatureFitConfig:
     score_mode: str = "sum"
     level: str = "choice"
     teacher: Any = None
+    apply_chat_template: bool = False
+    system_instruction: str | None = None
 
 
 TEMPERATURE_LEVELS = ("choice", "token")
@@ -275,7 +279,8 @@ def fit_teacher_temperature(config: TemperatureFitConfig) -> TeacherTemperature:
         run = run_lm_eval(LiveRunConfig(
             tasks=tuple(tasks), output_dir=Path(scratch) / "lm-eval", model="hf", model_args=config.model_args,
             include_path=variant, data_dir=config.data_dir, num_fewshot=0, limit=config.limit,
-            batch_size=config.batch_size, device=config.device, seed=config.seed))
+            batch_size=config.batch_size, device=config.device, seed=config.seed,
+            apply_chat_template=config.apply_chat_template, system_instruction=config.system_instruction))
         by_task = {samples.task: samples.choice_scores(config.score_mode) for samples in run.task_samples}
         scores = concatenate_choice_scores([by_task[task] for task in tasks])
         result = temperature_from_scores(scores, task=label, seed=config.seed)
@@ -304,7 +309,9 @@ def fit_token_level(config: TemperatureFitConfig, tasks: list[str], label: str, 
     examples = []
     for task in tasks:
         questions = task_training_set(task, config.data_dir, config.include_path, config.limit,
-                                      split_key="validation_split")
+                                      split_key="validation_split",
+                                      chat_tokenizer=tokenizer if config.apply_chat_template else None,
+                                      system_instruction=config.system_instruction)
         examples.extend(tokenize_examples(questions.examples, tokenizer, max_length))
     device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = load_teacher(config.teacher, device, torch.float32)

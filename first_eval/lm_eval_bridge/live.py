@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from first_eval.errors import InputError
+from first_eval.lm_eval_bridge.lettered import LetteredTasks, check_format, prepare_lettered_tasks
 from first_eval.lm_eval_bridge.local_tasks import eval_split_of, plan_local_tasks, write_local_tasks
 from first_eval.lm_eval_bridge.offline import offline_hf, quiet_lm_eval_logging, user_hf_home
 from first_eval.lm_eval_bridge.samples import TaskSamples, task_samples_from_records
@@ -34,6 +35,7 @@ from first_eval.lm_eval_bridge.task_lookup import (
 )
 
 LOCAL_TASKS_FOLDER = "local_tasks"  # under output_dir: the YAMLs written for --data-dir
+LETTERED_TASKS_FOLDER = "letter_tasks"  # under output_dir: the lettered variants written for --format letters
 HF_HOME_FOLDER = ".hf_home"  # under output_dir: HF_HOME unless the user set one
 LIVE_SOURCE = "lm-eval run"  # TaskSamples.source of in-memory records (samples.py words errors by it)
 MODELS_WITH_FOLDERS = ("hf", "hf-auto", "huggingface", "vllm", "sglang", "hf-multimodal", "vllm-vlm")
@@ -55,6 +57,9 @@ class LiveRunConfig:
         batch_size: ``--batch_size``: an int >= 1, ``"auto"`` or ``"auto:N"``.
         device: ``--device`` (``"cpu"``, ``"cuda:0"``); None: lm-eval's model default.
         seed: one seed for python, numpy, torch and few-shot sampling (``--seed``); None: lm-eval's defaults.
+        format: ``cloze`` (each task as lm-eval defines it) or ``letters`` (its lettered variant, ``lettered.py``).
+        apply_chat_template: render prompts with the model's chat template (``--apply_chat_template``).
+        system_instruction: a system message for every prompt (``--system_instruction``).
         verbose: show lm-eval's INFO logging.
     """
 
@@ -69,6 +74,9 @@ class LiveRunConfig:
     batch_size: int | str = 1
     device: str | None = None
     seed: int | None = None
+    format: str = "cloze"
+    apply_chat_template: bool = False
+    system_instruction: str | None = None
     verbose: bool = False
 
     def __post_init__(self) -> None:
@@ -93,6 +101,9 @@ class LiveRunConfig:
             "batch_size": self.batch_size,
             "device": self.device,
             "seed": self.seed,
+            "format": self.format,
+            "apply_chat_template": self.apply_chat_template,
+            "system_instruction": self.system_instruction,
         }
 
 
@@ -110,6 +121,7 @@ class LiveRunResult:
         samples_paths: task -> lm-eval's ``samples_<task>_<date>.jsonl``.
         local_tasks_path: the folder of generated task YAMLs for ``data_dir`` runs, else None.
         hf_home: the Hugging Face cache folder the run used.
+        lettered: the lettered tasks of a ``format="letters"`` run, else None.
     """
 
     config: LiveRunConfig
@@ -120,6 +132,7 @@ class LiveRunResult:
     samples_paths: dict[str, Path]
     local_tasks_path: Path | None
     hf_home: Path
+    lettered: LetteredTasks | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -129,6 +142,7 @@ class LiveRunResult:
             "samples_paths": {task: str(path) for task, path in self.samples_paths.items()},
             "local_tasks_path": None if self.local_tasks_path is None else str(self.local_tasks_path),
             "hf_home": str(self.hf_home),
+            "lettered": None if self.lettered is None else self.lettered.to_dict(),
         }
 
 
@@ -137,11 +151,19 @@ def run_lm_eval(config: LiveRunConfig) -> LiveRunResult:
     check_run_options(config)
     output_dir = _make_output_dir(config.output_dir)
     with offline_hf(output_dir / HF_HOME_FOLDER) as hf_home, quiet_lm_eval_logging(config.verbose):
-        task_manager, local_tasks_path, definitions = _task_manager(config, output_dir)
-        _check_tasks_load(task_manager, config, definitions)
-        results, samples, tracker = _evaluate(config, task_manager, output_dir)
+        task_manager, local_tasks_path, definitions, run_tasks = _task_manager(config, output_dir)
+        _check_tasks_load(task_manager, config, definitions, run_tasks)
+        lettered = None
+        if config.format == "letters":
+            lettered = prepare_lettered_tasks(config.tasks, output_dir / LETTERED_TASKS_FOLDER, config.data_dir,
+                                              config.include_path, config.num_fewshot, config.verbose)
+            task_manager = _manager_for(lettered.folder, config)
+            run_tasks = lettered.names
+        results, samples, tracker = _evaluate(config, task_manager, run_tasks)
+        notes = {task.name: (task.note,) for task in lettered.tasks} if lettered is not None else {}
         task_samples = tuple(
-            task_samples_from_records(samples[task], task, LIVE_SOURCE) for task in results["configs"] if task in samples
+            task_samples_from_records(samples[task], task, LIVE_SOURCE, notes=notes.get(task, ()))
+            for task in results["configs"] if task in samples
         )
         results_path, samples_paths = _save(tracker, results, samples)
     return LiveRunResult(
@@ -153,6 +175,7 @@ def run_lm_eval(config: LiveRunConfig) -> LiveRunResult:
         samples_paths=samples_paths,
         local_tasks_path=local_tasks_path,
         hf_home=hf_home,
+        lettered=lettered,
     )
 
 
@@ -186,7 +209,30 @@ def check_run_options(config: LiveRunConfig) -> None:
         raise InputError(f"--include-path {config.include_path}: no such folder")
     if config.data_dir is not None and not config.data_dir.is_dir():
         raise InputError(f"--data-dir {config.data_dir}: no such folder")
+    check_format(config.format)
     check_model(config.model, config.model_args)
+    if config.apply_chat_template:
+        check_chat_template(config.model, config.model_args)
+    elif config.system_instruction is not None and not config.system_instruction.strip():
+        raise InputError("--system-instruction is empty; give the text of the system message or leave the flag out")
+
+
+def check_chat_template(model: str, model_args: str) -> None:
+    """``--apply-chat-template`` needs a model whose tokenizer has a chat template (read without loading weights)."""
+    if model not in MODELS_WITH_FOLDERS:
+        return
+    from transformers import AutoTokenizer
+
+    args = parse_model_args(model_args)
+    gguf = {"gguf_file": args["gguf_file"]} if args.get("gguf_file") else {}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(Path(args["pretrained"]).expanduser()), **gguf)
+    except Exception as error:  # transformers raises OSError, ValueError, KeyError ... for an unusable folder
+        raise InputError(f"--model-args pretrained={args['pretrained']}: cannot load its tokenizer to read its chat "
+                         f"template ({type(error).__name__}: {' '.join(str(error).split())[:200]})") from None
+    if not getattr(tokenizer, "chat_template", None):
+        raise InputError(f"--apply-chat-template: the model {args['pretrained']} has no chat template (its tokenizer "
+                         "defines none); leave the flag out for a base model")
 
 
 def check_model(model: str, model_args: str) -> None:
@@ -254,9 +300,10 @@ def _make_output_dir(output_dir: Path) -> Path:
     return output_dir.resolve()
 
 
-def _task_manager(config: LiveRunConfig, output_dir: Path) -> tuple[Any, Path | None, list[TaskDefinition]]:
-    """An lm-eval ``TaskManager`` knowing the run's tasks (after checking they are multiple-choice),
-    the generated task folder (``data_dir`` runs) and the definitions of the tasks that will run."""
+def _task_manager(config: LiveRunConfig, output_dir: Path) -> tuple[Any, Path | None, list[TaskDefinition], tuple[str, ...]]:
+    """An lm-eval ``TaskManager`` knowing the run's tasks (after checking they are multiple-choice), the
+    generated task folder (``data_dir`` runs), the definitions of the tasks that will run, and the names to run
+    (a ``data_dir`` run names the leaf tasks of a group: its generated folder holds no group YAML)."""
     from lm_eval.tasks import TaskManager
 
     metadata = parse_model_args(config.model_args)
@@ -264,23 +311,29 @@ def _task_manager(config: LiveRunConfig, output_dir: Path) -> tuple[Any, Path | 
         include_paths = [config.include_path] if config.include_path is not None else []
         definitions = find_task_definitions(config.tasks, include_paths)
         require_multiple_choice(definitions)
+        leaves = {task.name: [task] for task in _flatten(definitions)}
         local_path = output_dir / LOCAL_TASKS_FOLDER
-        write_local_tasks(plan_local_tasks(definitions, config.data_dir, local_path, config.num_fewshot), local_path)
+        write_local_tasks(plan_local_tasks(leaves, config.data_dir, local_path, config.num_fewshot), local_path)
         # Only the generated folder is indexed (~1 s instead of ~8 s), and no default task can shadow it.
-        manager = TaskManager(include_path=str(local_path), include_defaults=False, metadata=metadata)
-        return manager, local_path, _flatten(definitions)
+        return _manager_for(local_path, config), local_path, _flatten(definitions), tuple(leaves)
     include = str(config.include_path) if config.include_path is not None else None
     if config.include_path is not None:
         definitions = find_task_definitions(config.tasks, [config.include_path])
         if _all_plain_tasks_under(definitions, Path(config.include_path)):
             # Every task is a plain task of the include path: index only that folder (~1 s instead of ~8 s).
             require_multiple_choice(definitions)
-            manager = TaskManager(include_path=include, include_defaults=False, metadata=metadata)
-            return manager, None, _flatten(definitions)
+            return _manager_for(Path(config.include_path), config), None, _flatten(definitions), tuple(config.tasks)
     manager = TaskManager(include_path=include, metadata=metadata)
     definitions = task_definitions_from_manager(config.tasks, manager)
     require_multiple_choice(definitions)
-    return manager, None, _flatten(definitions)
+    return manager, None, _flatten(definitions), tuple(config.tasks)
+
+
+def _manager_for(folder: Path, config: LiveRunConfig) -> Any:
+    """A ``TaskManager`` indexing ``folder`` alone."""
+    from lm_eval.tasks import TaskManager
+
+    return TaskManager(include_path=str(folder), include_defaults=False, metadata=parse_model_args(config.model_args))
 
 
 def _all_plain_tasks_under(definitions: dict[str, list[TaskDefinition]], folder: Path) -> bool:
@@ -298,7 +351,8 @@ def _flatten(definitions: dict[str, list[TaskDefinition]]) -> list[TaskDefinitio
     return [task for tasks in definitions.values() for task in tasks]
 
 
-def _check_tasks_load(task_manager: Any, config: LiveRunConfig, definitions: list[TaskDefinition]) -> None:
+def _check_tasks_load(task_manager: Any, config: LiveRunConfig, definitions: list[TaskDefinition],
+                      run_tasks: Sequence[str]) -> None:
     """Build every task once (reads its data) so a missing dataset or bad file fails before the model loads.
 
     ``simple_evaluate`` builds them again after seeding, as lm-eval's CLI does (cached data: quick);
@@ -308,7 +362,7 @@ def _check_tasks_load(task_manager: Any, config: LiveRunConfig, definitions: lis
     level = lm_eval_logger.level
     lm_eval_logger.setLevel(logging.ERROR)
     try:
-        loaded = task_manager.load(list(config.tasks))
+        loaded = task_manager.load(list(run_tasks))
     except InputError:
         raise
     except Exception as error:  # lm-eval and datasets raise many types; all mean "this task's data cannot be read"
@@ -338,11 +392,11 @@ def _data_error_message(config: LiveRunConfig, definitions: list[TaskDefinition]
     )
 
 
-def _evaluate(config: LiveRunConfig, task_manager: Any, output_dir: Path) -> tuple[dict, dict, Any]:
+def _evaluate(config: LiveRunConfig, task_manager: Any, run_tasks: Sequence[str]) -> tuple[dict, dict, Any]:
     import lm_eval
     from lm_eval.loggers import EvaluationTracker
 
-    tracker = EvaluationTracker(output_path=str(output_dir))
+    tracker = EvaluationTracker(output_path=str(config.output_dir.resolve()))
     seeds = {} if config.seed is None else {
         "random_seed": config.seed, "numpy_random_seed": config.seed,
         "torch_random_seed": config.seed, "fewshot_random_seed": config.seed,
@@ -350,7 +404,7 @@ def _evaluate(config: LiveRunConfig, task_manager: Any, output_dir: Path) -> tup
     results = lm_eval.simple_evaluate(
         model=config.model,
         model_args=config.model_args,
-        tasks=list(config.tasks),
+        tasks=list(run_tasks),
         num_fewshot=config.num_fewshot,
         batch_size=config.batch_size,
         device=config.device,
@@ -358,6 +412,8 @@ def _evaluate(config: LiveRunConfig, task_manager: Any, output_dir: Path) -> tup
         log_samples=True,
         evaluation_tracker=tracker,
         task_manager=task_manager,
+        apply_chat_template=config.apply_chat_template,
+        system_instruction=config.system_instruction,
         **seeds,
     )
     if results is None:  # only non-zero ranks of a distributed run get None

@@ -21,6 +21,10 @@ Data layout (the Hugging Face dataset schema lm-eval's task expects, one record 
 
     DIR/<task>/<split>.jsonl      (or .json), e.g. DIR/arc_easy/test.jsonl, DIR/boolq/validation.jsonl
     DIR/<split>.jsonl             accepted when one task is run and DIR/<task>/ does not exist
+    DIR/<dataset>/<config>/<split>.jsonl  the task's own ``dataset_path`` (last part) and ``dataset_name``,
+                                  e.g. DIR/mmlu/abstract_algebra/test.jsonl for ``mmlu_abstract_algebra``
+                                  (``cais/mmlu``, ``abstract_algebra``), so one folder per dataset config
+                                  serves every task that reads it
     DIR/truthfulqa/mc_validation.jsonl   serves truthfulqa_mc1 and truthfulqa_mc2 (the layout of
                                   the shared datasets folder, where one file feeds both tasks)
 
@@ -112,8 +116,13 @@ def plan_local_tasks(
     data_dir: Path,
     out_dir: Path,
     num_fewshot: int | None = None,
+    all_splits: bool = False,
 ) -> list[LocalTask]:
-    """Match each requested task (name -> its definitions, from ``task_lookup``) to files; checks every file."""
+    """Match each requested task (name -> its definitions, from ``task_lookup``) to files; checks every file.
+
+    ``all_splits``: also feed every other split the task declares (training, validation) whose file exists, for
+    callers that read them (training pairs, lettered variants); by default only the splits an evaluation reads.
+    """
     data_dir = Path(data_dir).expanduser().resolve()
     if not data_dir.is_dir():
         raise InputError(f"--data-dir {data_dir}: no such folder")
@@ -122,7 +131,7 @@ def plan_local_tasks(
             members = ", ".join(task.name for task in tasks) or "none found"
             raise InputError(f"--data-dir: {name!r} is a group or tag of tasks; name its tasks instead ({members})")
     single_task = len(definitions) == 1
-    return [_plan_task(tasks[0], data_dir, Path(out_dir), num_fewshot, single_task) for tasks in definitions.values()]
+    return [_plan_task(tasks[0], data_dir, Path(out_dir), num_fewshot, single_task, all_splits) for tasks in definitions.values()]
 
 
 def write_local_tasks(tasks: list[LocalTask], out_dir: Path) -> None:
@@ -186,7 +195,8 @@ def fewshot_split_of(config: dict[str, Any]) -> str | None:
     return None
 
 
-def _plan_task(definition: TaskDefinition, data_dir: Path, out_dir: Path, num_fewshot: int | None, single_task: bool) -> LocalTask:
+def _plan_task(definition: TaskDefinition, data_dir: Path, out_dir: Path, num_fewshot: int | None, single_task: bool,
+               all_splits: bool = False) -> LocalTask:
     name, config = definition.name, definition.config
     if definition.python_class:
         raise InputError(
@@ -200,17 +210,23 @@ def _plan_task(definition: TaskDefinition, data_dir: Path, out_dir: Path, num_fe
     eval_split = eval_split_of(config)
     if eval_split is None:
         raise InputError(f"--data-dir: task {name} declares neither a test_split nor a validation_split ({definition.yaml_path})")
-    data_files = {eval_split: _require_file(name, eval_split, data_dir, single_task, purpose="")}
+    folders = _data_folders(name, config, data_dir, single_task)
+    data_files = {eval_split: _require_file(name, eval_split, folders, purpose="")}
     fewshot_split = fewshot_split_of(config)
     stand_in = False
     if fewshot_split is not None and fewshot_split != eval_split:
         shots = effective_num_fewshot(config, num_fewshot)
         if shots > 0:
-            data_files[fewshot_split] = _require_file(name, fewshot_split, data_dir, single_task, purpose=f", for --num-fewshot {shots}")
+            data_files[fewshot_split] = _require_file(name, fewshot_split, folders, purpose=f", for --num-fewshot {shots}")
         else:
-            found = _find_file(name, fewshot_split, data_dir, single_task)
+            found = _find_file(fewshot_split, folders)
             stand_in = found is None
             data_files[fewshot_split] = found if found is not None else data_files[eval_split]
+    if all_splits:
+        for key in ("training_split", "validation_split", "test_split"):
+            split = config.get(key)
+            if split and split not in data_files and (found := _find_file(str(split), folders)) is not None:
+                data_files[str(split)] = found
     return LocalTask(
         name=name,
         source_yaml=definition.yaml_path,
@@ -223,37 +239,46 @@ def _plan_task(definition: TaskDefinition, data_dir: Path, out_dir: Path, num_fe
     )
 
 
-def _candidates(task: str, split: str, data_dir: Path, single_task: bool) -> list[Path]:
+def _data_folders(task: str, config: dict[str, Any], data_dir: Path, single_task: bool) -> list[tuple[Path, str]]:
+    """(folder, file-name prefix) pairs where a split file of ``task`` may lie, in the order they are tried."""
     folders = [(data_dir / task, "")]
     if task in SHARED_DATA_FOLDERS:
         folder, prefix = SHARED_DATA_FOLDERS[task]
         folders.append((data_dir / folder, prefix))
+    dataset_path, dataset_name = config.get("dataset_path"), config.get("dataset_name")
+    if isinstance(dataset_path, str) and dataset_path.strip("/") and dataset_path not in ("json", "csv", "parquet", "text"):
+        dataset = dataset_path.rstrip("/").rsplit("/", 1)[-1]
+        if _safe_part(dataset) and isinstance(dataset_name, str) and _safe_part(dataset_name):
+            folders.append((data_dir / dataset / dataset_name, ""))
+        elif _safe_part(dataset) and dataset_name is None:
+            folders.append((data_dir / dataset, ""))
     if single_task and not (data_dir / task).is_dir():
         folders.append((data_dir, ""))
-    return [folder / f"{prefix}{split}{suffix}" for folder, prefix in folders for suffix in DATA_SUFFIXES]
+    return list(dict.fromkeys(folders))
 
 
-def _find_file(task: str, split: str, data_dir: Path, single_task: bool) -> Path | None:
-    for candidate in _candidates(task, split, data_dir, single_task):
-        if candidate.is_file():
-            _check_data_file(candidate)
-            return candidate.resolve()
+def _safe_part(name: str) -> bool:
+    return bool(name) and name not in (".", "..") and "/" not in name and "\\" not in name
+
+
+def _find_file(split: str, folders: list[tuple[Path, str]]) -> Path | None:
+    for folder, prefix in folders:
+        for suffix in DATA_SUFFIXES:
+            candidate = folder / f"{prefix}{split}{suffix}"
+            if candidate.is_file():
+                _check_data_file(candidate)
+                return candidate.resolve()
     return None
 
 
-def _require_file(task: str, split: str, data_dir: Path, single_task: bool, purpose: str) -> Path:
-    found = _find_file(task, split, data_dir, single_task)
+def _require_file(task: str, split: str, folders: list[tuple[Path, str]], purpose: str) -> Path:
+    found = _find_file(split, folders)
     if found is not None:
         return found
-    expected = data_dir / task / f"{split}.jsonl"
-    alternatives = []
-    if task in SHARED_DATA_FOLDERS:
-        folder, prefix = SHARED_DATA_FOLDERS[task]
-        alternatives.append(str(data_dir / folder / f"{prefix}{split}.jsonl"))
-    if single_task and not (data_dir / task).is_dir():
-        alternatives.append(str(data_dir / f"{split}.jsonl"))
-    either = "".join(f" or {alt}" for alt in alternatives)
-    raise InputError(f"--data-dir {data_dir}: {task} needs {expected}{either} (its {split} split{purpose}); not found")
+    (first_folder, first_prefix), *others = folders
+    either = "".join(f" or {folder / f'{prefix}{split}.jsonl'}" for folder, prefix in others)
+    raise InputError(f"--data-dir {first_folder.parent}: {task} needs {first_folder / f'{first_prefix}{split}.jsonl'}{either} "
+                     f"(its {split} split{purpose}); not found")
 
 
 def _check_data_file(path: Path) -> None:

@@ -45,6 +45,11 @@ class TaskSamples:
         gold: (n,) gold index within each question.
         doc_ids: (n,) lm-eval's doc ids.
         recorded: lm-eval's own per-question metrics found in the records (``acc``, ``acc_norm``), (n,) each.
+        is_greedy: (total,) lm-eval's ``is_greedy`` of each choice (its continuation is the model's greedy
+            continuation), or None when the records do not hold it.
+        lettered: every question's choices are the letters ``A, B, ...`` (a lettered multiple-choice task), so
+            ``exp(loglik_sums)`` are next-token probabilities of the letters.
+        notes: sentences about how the task was run, shown with its audit.
     """
 
     task: str
@@ -55,6 +60,9 @@ class TaskSamples:
     gold: np.ndarray
     doc_ids: np.ndarray
     recorded: dict[str, np.ndarray]
+    is_greedy: np.ndarray | None = None
+    lettered: bool = False
+    notes: tuple[str, ...] = ()
 
     @property
     def n_questions(self) -> int:
@@ -117,13 +125,17 @@ def read_samples_path(path: Path) -> list[TaskSamples]:
     return [task_samples_from_records(records, task, str(path))]
 
 
-def task_samples_from_records(numbered_records: Iterable[tuple[int, dict]] | Iterable[dict], task: str, source: str) -> TaskSamples:
+def task_samples_from_records(numbered_records: Iterable[tuple[int, dict]] | Iterable[dict], task: str, source: str,
+                              notes: tuple[str, ...] = ()) -> TaskSamples:
     """Convert lm-eval sample records (stringified or not) to ``TaskSamples``.
 
     ``numbered_records`` yields ``(line_number, record)`` pairs (for error messages) or bare records.
     When a doc appears under several filters, the first filter's record is used.
     """
     loglik_sums: list[float] = []
+    greedy: list[bool] = []
+    has_greedy = True
+    lettered = True
     char_lengths: list[float] = []
     counts: list[int] = []
     gold: list[int] = []
@@ -148,11 +160,14 @@ def task_samples_from_records(numbered_records: Iterable[tuple[int, dict]] | Ite
             continue
         seen_docs.add(doc_id)
 
-        lls = _choice_logliks(record, where)
+        lls, flags = _choice_logliks(record, where)
         continuations, same_continuation = _continuations(record, len(lls))
         if continuations and _has_unconditional_half(record):
-            lls = lls[: len(lls) // 2]
+            lls, flags = lls[: len(lls) // 2], flags[: len(lls) // 2]
             continuations = continuations[: len(lls)]
+        has_greedy = has_greedy and None not in flags
+        greedy.extend(bool(flag) for flag in flags)
+        lettered = lettered and continuations is not None and not same_continuation and _are_letters(continuations)
         if len(lls) < 2:
             raise InputError(f"{where}: field 'filtered_resps' has {len(lls)} choice(s); calibration needs 2 or more")
         target = _gold_index(record.get("target"), continuations, len(lls), where)
@@ -190,6 +205,9 @@ def task_samples_from_records(numbered_records: Iterable[tuple[int, dict]] | Ite
         gold=np.asarray(gold, dtype=np.int64),
         doc_ids=np.asarray(doc_ids, dtype=np.int64),
         recorded={k: np.asarray(v) for k, v in recorded.items() if has_recorded[k] and len(v) == len(counts)},
+        is_greedy=np.asarray(greedy, dtype=bool) if has_greedy else None,
+        lettered=lettered,
+        notes=tuple(notes),
     )
 
 
@@ -226,13 +244,14 @@ def _task_for_file(path: Path, first_records: list[dict]) -> str:
     return path.stem
 
 
-def _choice_logliks(record: dict, where: str) -> list[float]:
+def _choice_logliks(record: dict, where: str) -> tuple[list[float], list[bool | None]]:
+    """Each choice's summed log-likelihood and lm-eval's ``is_greedy`` flag (None when unreadable)."""
     responses = record.get("filtered_resps", record.get("resps"))
     if responses is None:
         raise InputError(f"{where}: no 'filtered_resps' field; is this an lm-eval samples file?")
     if not isinstance(responses, list) or not responses:
         raise InputError(f"{where}: field 'filtered_resps' is empty")
-    lls = []
+    lls, flags = [], []
     for j, response in enumerate(responses):
         # filtered_resps[j] is (loglik, is_greedy); resps[j] is [(loglik, is_greedy)]
         while isinstance(response, list) and len(response) == 1 and isinstance(response[0], (list, tuple)):
@@ -251,7 +270,25 @@ def _choice_logliks(record: dict, where: str) -> list[float]:
         if not math.isfinite(value):
             raise InputError(f"{where}: field 'filtered_resps[{j}][0]' is {response[0]!r}; log-likelihoods must be finite")
         lls.append(value)
-    return lls
+        flags.append(_to_bool(response[1]))
+    return lls, flags
+
+
+def _to_bool(value: Any) -> bool | None:
+    """lm-eval's ``is_greedy``: a bool in memory, ``"True"``/``"False"`` in saved files."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if value in ("True", "true", "1", 1):
+        return True
+    if value in ("False", "false", "0", 0):
+        return False
+    return None
+
+
+def _are_letters(continuations: list[str]) -> bool:
+    """Continuations ``" A", " B", ...`` (any one delimiter): the choices of a lettered question."""
+    letters = [c.strip() for c in continuations]
+    return 2 <= len(letters) <= 26 and letters == [chr(ord("A") + i) for i in range(len(letters))]
 
 
 def _continuations(record: dict, n_choices: int) -> tuple[list[str] | None, bool]:

@@ -240,7 +240,9 @@ def test_task_with_its_own_scorer_is_refused(shared_datasets, tmp_path, tiny_lla
 
 def test_missing_data_file_is_named(tmp_path, tiny_llama_dir):  # noqa: F811
     (tmp_path / "data" / "arc_easy").mkdir(parents=True)
-    expected = f"--data-dir {tmp_path}/data: arc_easy needs {tmp_path}/data/arc_easy/test.jsonl (its test split); not found"
+    # Where the file may lie: by task name, or by the task's dataset_path + dataset_name (allenai/ai2_arc, ARC-Easy).
+    expected = (f"--data-dir {tmp_path}/data: arc_easy needs {tmp_path}/data/arc_easy/test.jsonl or "
+                f"{tmp_path}/data/ai2_arc/ARC-Easy/test.jsonl (its test split); not found")
     with pytest.raises(InputError, match=f"^{expected}$".replace("(", r"\(").replace(")", r"\)")):
         run_lm_eval(config(tmp_path, tiny_llama_dir, data_dir=tmp_path / "data"))
 

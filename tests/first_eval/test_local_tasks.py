@@ -141,7 +141,8 @@ def test_boolq_and_piqa_without_train_file_run_zero_shot_on_the_eval_file(loaded
 
 def test_missing_eval_file_names_the_exact_path(tmp_path):
     (tmp_path / "arc_easy").mkdir()
-    expected = f"--data-dir {tmp_path}: arc_easy needs {tmp_path}/arc_easy/test.jsonl (its test split); not found"
+    expected = (f"--data-dir {tmp_path}: arc_easy needs {tmp_path}/arc_easy/test.jsonl or "
+                f"{tmp_path}/ai2_arc/ARC-Easy/test.jsonl (its test split); not found")
     with pytest.raises(InputError, match=f"^{re.escape(expected)}$"):
         prepare_local_tasks(["arc_easy", "piqa"], tmp_path, tmp_path / "out")
 
@@ -160,7 +161,7 @@ def test_one_task_may_use_a_flat_folder_but_two_may_not(shared_datasets, tmp_pat
         (tmp_path / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
     (planned,) = plan_local_tasks(find_task_definitions(["arc_easy"]), tmp_path, tmp_path / "out", num_fewshot=1)
     assert planned.data_files == {"test": tmp_path.resolve() / "test.jsonl", "train": tmp_path.resolve() / "train.jsonl"}
-    with pytest.raises(InputError, match=r"arc_easy needs .*/arc_easy/test\.jsonl \(its test split\)"):
+    with pytest.raises(InputError, match=r"arc_easy needs .*/arc_easy/test\.jsonl or .*/ai2_arc/ARC-Easy/test\.jsonl \(its test split\)"):
         plan_local_tasks(find_task_definitions(["arc_easy", "arc_challenge"]), tmp_path, tmp_path / "out")
 
 
