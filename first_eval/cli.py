@@ -157,6 +157,7 @@ def report_command(
 
       first report --model hf --model-args pretrained=DIR --tasks arc_easy --data-dir ../shared/datasets --limit 200 --output runs/arc
     """
+    created = not output.exists()  # a folder this command makes is removed again when it fails on bad input
     try:
         config = audit_config_from_flags(bins, score, calibrators, folds, bootstrap, seed)
         inputs = list(samples or []) + list(paths or [])
@@ -182,6 +183,10 @@ def report_command(
         check_unique_tasks(task_samples)
         audit_and_write(task_samples, config, output, title, model=model_label)
     except InputError as error:
+        if created:
+            import shutil
+
+            shutil.rmtree(output, ignore_errors=True)
         raise fail(str(error))
     print_summary(output)
 

@@ -15,6 +15,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from first_eval.errors import InputError
+from first_eval.lm_eval_bridge.lettered import LETTERED_SUFFIX
 
 COMPARE_SCHEMA = "first.compare/1"
 # Metrics shown in the table and differenced against the baseline; lower is better except where noted.
@@ -72,7 +73,14 @@ def build_comparison(models: Sequence[ModelAudit], baseline: str | None = None) 
 
         raise InputError("--baseline: " + did_you_mean(baseline, names, "model"))
     base = next(m for m in models if m.name == baseline)
-    tasks = sorted({task for m in models for task in m.tasks}, key=lambda t: (t not in base.tasks, t))
+    # A lettered variant (``arc_easy_letters``) sits next to its cloze original: different questions to the
+    # model, so no delta is taken between them, but a reader sees them side by side.
+    def in_base(task: str) -> bool:
+        cloze = task.removesuffix(LETTERED_SUFFIX)
+        return cloze in base.tasks or cloze + LETTERED_SUFFIX in base.tasks
+
+    tasks = sorted({task for m in models for task in m.tasks},
+                   key=lambda t: (not in_base(t), t.removesuffix(LETTERED_SUFFIX), t))
     deltas: dict[str, dict[str, dict[str, float | None]]] = {}
     for model in models:
         if model.name == baseline:
@@ -87,9 +95,26 @@ def build_comparison(models: Sequence[ModelAudit], baseline: str | None = None) 
         "schema": COMPARE_SCHEMA,
         "baseline": baseline,
         "task_order": tasks,
-        "models": {m.name: {"source": m.source, "tasks": m.tasks} for m in models},
+        "models": {m.name: {"source": m.source, "tasks": m.tasks, "format": model_format(m.tasks)} for m in models},
         "deltas": deltas,
     }
+
+
+def model_format(tasks: Mapping[str, Mapping[str, Any]]) -> str:
+    """``letters`` when every task of a run was a lettered question, ``cloze`` when none was, else ``mixed``."""
+    lettered = [bool(metrics.get("letters")) for metrics in tasks.values()]
+    return "letters" if lettered and all(lettered) else "cloze" if not any(lettered) else "mixed"
+
+
+def format_notes(document: Mapping[str, Any]) -> list[str]:
+    """A sentence naming each model's format when the compared runs do not all use the same one."""
+    formats = {name: model["format"] for name, model in document["models"].items()}
+    if len(set(formats.values())) <= 1:
+        return []
+    listed = ", ".join(f"{name}: {fmt}" for name, fmt in formats.items())
+    return [f"These runs score their questions in different formats ({listed}). A lettered question "
+            "(options in the prompt, the letter's probability) and its cloze original (each answer's text "
+            "scored) are different measurements; no delta is taken between a task and its lettered variant."]
 
 
 def _difference(value: Any, reference: Any) -> float | None:
@@ -144,6 +169,7 @@ def write_comparison(models: Sequence[ModelAudit], output_dir: Path, title: str,
 
     meta = ReportMeta(title=title, model=", ".join(m.name for m in models), command=command).to_dict()
     document = build_comparison(models, baseline)
+    notes = [*format_notes(document), *notes]
     document["schema"] = schema
     document["meta"] = meta
     document.update(extra or {})
