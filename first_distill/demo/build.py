@@ -10,7 +10,8 @@ Steps (FIRST paper setting, Shum et al. EMNLP 2024, sec. 3, in miniature):
 
 1. facts -> questions with exact Bayes posteriors -> lm-eval tasks (JSONL + YAML) + Bayes numbers;
 2. generic pretraining text -> byte-level BPE tokenizer;
-3. student base (small) and teacher base (larger) pretrained on the generic text (roughly calibrated);
+3. teacher base (larger) pretrained on the whole generic text: it learns the world's facts and is roughly
+   calibrated; student base (small) pretrained on a small share of it: the format and the answer words, few facts;
 4. teacher = teacher base fine-tuned several epochs on the small in-domain train splits: it memorises
    sampled answers and becomes over-confident (tuning-induced mis-calibration).
 """
@@ -37,7 +38,7 @@ from first_distill.demo.scoring import bayes_choice_scores
 from first_distill.demo.task_files import write_task
 from first_distill.demo.world import MANIFEST_FORMAT, MANIFEST_NAME, DemoWorld, read_manifest
 
-TORCH_THREADS = 2
+TORCH_THREADS = 2  # the build's default; OMP_NUM_THREADS, when set, wins (see build_threads)
 _PARTIAL_MARK = ".partial-"
 
 
@@ -84,7 +85,7 @@ def build_world(root: Path, seed: int = 0, progress: bool = True, config: WorldC
     build_dir = root / f".{final_dir.name}{_PARTIAL_MARK}{os.getpid()}-{secrets.token_hex(4)}"
     build_dir.mkdir()
     try:
-        with _torch_threads(TORCH_THREADS), _ProgressBar(config, enabled=progress) as bar:
+        with _torch_threads(build_threads()), _ProgressBar(config, enabled=progress) as bar:
             _build_into(build_dir, final_dir, config, seed, bar)
         _publish(build_dir, final_dir)
     finally:
@@ -251,6 +252,13 @@ def _process_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def build_threads() -> int:
+    """Torch threads for the build: ``OMP_NUM_THREADS`` when set to a positive integer (a shared machine, a
+    measurement run), else ``TORCH_THREADS``. A build is deterministic per thread count, not across them."""
+    value = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else TORCH_THREADS
 
 
 @contextmanager

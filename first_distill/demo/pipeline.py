@@ -113,7 +113,10 @@ def story(world) -> list[str]:
         "A seeded toy world: made-up entities, each with a known probability distribution over attribute values. "
         "Every question's gold answer is drawn from that distribution, so the Bayes posterior of each question is known "
         f"exactly; the {BAYES} rows are that posterior audited like a model, the best calibration any model can reach here.",
-        "student-base and teacher-base are small Llama models pretrained on the world's text; the teacher is teacher-base "
+        "student-base and teacher-base are small Llama models pretrained on the world's text: teacher-base (larger) on all of "
+        "it, so it knows the world's facts; student-base (smaller) on a small share, so it knows the question format and "
+        "the answer words but few facts, and must learn the task from training (as in the paper, the teacher is the "
+        "stronger model). The teacher is teacher-base "
         "fine-tuned for many epochs on the in-domain train splits until it memorises sampled labels: tuning-induced "
         f"over-confidence. In-domain tasks: {', '.join(world.in_domain_tasks)}; out-of-domain: {', '.join(world.ood_tasks)}.",
         "teacher+ts divides the teacher's scores by one temperature fitted on the in-domain validation splits. Every "

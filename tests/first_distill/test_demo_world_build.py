@@ -198,3 +198,13 @@ def test_a_moved_world_is_reused_and_its_tasks_still_load(world: DemoWorld, tmp_
             assert Path(data_file).is_file() and Path(data_file).is_relative_to(moved_root.resolve())
     training = task_training_set("first_demo_boolq", include_path=Path(moved.task_dir))
     assert len(training) == len(moved.questions("first_demo_boolq", "train"))
+
+
+@pytest.mark.parametrize(("value", "threads"), [(None, build_module.TORCH_THREADS), ("1", 1), ("3", 3),
+                                                ("0", build_module.TORCH_THREADS), ("x", build_module.TORCH_THREADS)])
+def test_build_threads_follow_omp_num_threads_when_set(monkeypatch: pytest.MonkeyPatch, value, threads) -> None:
+    if value is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", value)
+    assert build_module.build_threads() == threads

@@ -162,3 +162,14 @@ def test_config_validation_and_hash() -> None:
         WorldConfig(n_values=4, n_csqa_choices=5)
     with pytest.raises(ValueError, match="dirichlet_alpha"):
         WorldConfig(dirichlet_alpha=0.0)
+
+
+def test_the_teacher_base_is_the_stronger_model_of_the_default_recipe() -> None:
+    # The FIRST paper's setting: the teacher is the stronger model and the students learn the task by training.
+    # The teacher base is the larger model and reads the whole pretraining corpus; the student base reads only
+    # part of it (it learns the question format and the answer words, not the world's facts).
+    student_lines = CONFIG.student_steps * CONFIG.pretrain_batch
+    teacher_lines = CONFIG.teacher_base_steps * CONFIG.pretrain_batch
+    assert student_lines < CONFIG.pretrain_lines <= teacher_lines
+    assert CONFIG.student_base.hidden_size < CONFIG.teacher_base.hidden_size
+    assert CONFIG.student_base.n_layers <= CONFIG.teacher_base.n_layers
