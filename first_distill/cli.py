@@ -18,7 +18,7 @@ CALIBRATION_TASK = typer.Option(None, "--calibration-task", help="Task(s), comma
 CALIBRATION_LIMIT = typer.Option(None, "--calibration-limit", help="At most N validation questions per task for auto.")
 TEMPERATURE_LEVEL = typer.Option("choice", "--temperature-level", help="auto fits T on: choice (lm-eval's answer scores) or token (next-token distributions at the gold answer tokens; for multi-token answers).")
 DATA_DIR = typer.Option(None, "--data-dir", help="Local task files DIR/<task>/<split>.jsonl (offline).")
-INCLUDE_PATH = typer.Option(None, "--include-path", help="Folder of extra lm-eval task YAMLs.")
+INCLUDE_PATH = typer.Option(None, "--include-path", help="Folder of extra lm-eval task YAMLs. A YAML that uses !function makes lm-eval import and run the Python file beside it (first names each one on stderr first).")
 LIMIT = typer.Option(None, "--limit", help="Only the first N training examples.")
 
 
@@ -187,8 +187,11 @@ def extract_command(
       first distill extract --teacher DIR --train pairs.jsonl --calibrators-from runs/audit/calibrators.json --output runs/k
     """
     from first_distill.knowledge.extract import ExtractConfig, extract_knowledge
+    from first_eval.input_checks import check_device, check_output_folder
 
     try:
+        check_output_folder(output)
+        check_device(device)
         result = extract_knowledge(ExtractConfig(
             teacher=teacher, output=output, train=train, train_task=train_task, data_dir=data_dir,
             include_path=include_path, train_limit=limit, top_k=top_k, selection=selection,
@@ -226,8 +229,10 @@ def init_student_command(
     Example: first distill init-student --from runs/teacher --layers 6 --output runs/student6
     """
     from first_distill.student_init import truncated_student
+    from first_eval.input_checks import check_output_folder
 
     try:
+        check_output_folder(output)
         folder = truncated_student(source, layers, output)
     except InputError as error:
         raise fail(str(error))

@@ -142,6 +142,7 @@ def check_config(config: DistillConfig) -> tuple:
     """Every input problem found before anything runs, as one InputError line; returns the parsed variants."""
     from first_distill.knowledge.teacher_temperature import parse_temperature_option
     from first_distill.training_data import check_max_length
+    from first_eval.input_checks import check_device, check_output_folder
     from first_eval.lm_eval_bridge.lettered import check_format
 
     variants = parse_variants(config.variants)
@@ -170,6 +171,28 @@ def check_config(config: DistillConfig) -> tuple:
         problems.append(str(error))
     if config.train is not None and not Path(config.train).expanduser().is_file():
         problems.append(f"--train {config.train}: no such file")
+    elif config.train is not None:
+        from first_distill.training_data import read_training_jsonl
+
+        try:
+            read_training_jsonl(config.train)  # refused before anything runs, not after T was fitted
+        except InputError as error:
+            problems.append(str(error))
+    if config.calibrators_from is not None:
+        from first_distill.knowledge.teacher_temperature import temperature_from_calibrators
+
+        tasks = config.calibration_tasks or config.train_tasks
+        try:
+            temperature_from_calibrators(config.calibrators_from, tasks[0] if len(tasks) == 1 else None)
+        except InputError as error:
+            problems.append(str(error))
+    for check in (lambda: check_output_folder(config.output, "--output"),
+                  lambda: config.report_dir is None or check_output_folder(config.report_dir, "--report-dir"),
+                  lambda: check_device(config.device)):
+        try:
+            check()
+        except InputError as error:
+            problems.append(str(error))
     for flag, folder in (("--data-dir", config.data_dir), ("--include-path", config.include_path)):
         if folder is not None and not Path(folder).expanduser().is_dir():
             problems.append(f"{flag} {folder}: no such folder")
@@ -191,9 +214,17 @@ def check_models(config: DistillConfig) -> None:
     """Teacher and student load as model folders and share one tokenizer (same vocabulary, same ids)."""
     from first_distill.model_folders import check_same_tokenizer, locate_model, tokenizer_identity
 
-    check_same_tokenizer(tokenizer_identity(locate_model(config.teacher, "--teacher"), "--teacher"),
-                         tokenizer_identity(locate_model(config.student, "--student"), "--student"),
+    from first_eval.input_checks import check_model_folder
+
+    locations = {flag: locate_model(path, flag) for flag, path in (("--teacher", config.teacher),
+                                                                      ("--student", config.student))}
+    for flag, location in locations.items():
+        check_model_folder(location.folder, location.gguf_file, flag=flag)
+    teacher = tokenizer_identity(locations["--teacher"], "--teacher")
+    check_same_tokenizer(teacher, tokenizer_identity(locations["--student"], "--student"),
                          f"--teacher {config.teacher}, --student {config.student}")
+    if config.top_k > teacher[0]:
+        raise InputError(f"--top-k {config.top_k}: above the teacher's vocabulary of {teacher[0]} tokens")
     if config.apply_chat_template:
         chat_tokenizer(config)
 
@@ -239,11 +270,23 @@ def lettered_config(config: DistillConfig, output: Path) -> DistillConfig:
                                train_tasks=rename(config.train_tasks), calibration_tasks=rename(config.calibration_tasks))
 
 
+def finished_steps(output: Path) -> list[Path]:
+    """The files that show a finished step of the run in ``output`` (T, a store, a student, an audit)."""
+    from first_distill.knowledge.manifest import MANIFEST_NAME
+
+    return [*[p for p in (output / TEMPERATURE_FILE,) if p.is_file()],
+            *output.glob(f"knowledge/*/{MANIFEST_NAME}"), *output.glob("students/*/model/config.json"),
+            *output.glob(f"audits/*/lm-eval/{AUDIT_DONE}")]
+
+
 def prepare_output(config: DistillConfig, output: Path) -> None:
     """Refuse to overwrite another run, or to resume one with other settings; then write distill_config.json."""
     from first_distill.run_folder import check_run_folder
 
     current = config.to_dict()
+    if (output / CONFIG_FILE).is_file() and not finished_steps(output):
+        # A run refused or killed before its first finished step: the next command may start it over.
+        shutil.rmtree(output)
     if check_run_folder(output, CONFIG_FILE, current, config.resume, RESUME_FREE_FIELDS, "distill run"):
         return
     output.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ from first_eval.errors import InputError
 
 def truncated_student(source: str | Path, n_layers: int, output: str | Path) -> Path:
     """Save ``source``'s first ``n_layers`` decoder layers (with embeddings, final norm, head) to ``output``."""
-    from first_distill.model_folders import load_tokenizer, load_trainable_model, locate_model
+    from first_distill.model_folders import load_text_config, load_tokenizer, load_trainable_model, locate_model
 
     output = Path(output).expanduser()
     if isinstance(n_layers, bool) or not isinstance(n_layers, int) or n_layers < 1:
@@ -26,6 +26,10 @@ def truncated_student(source: str | Path, n_layers: int, output: str | Path) -> 
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise InputError(f"--output {output}: exists and is not an empty folder")
     location = locate_model(source, "--from")
+    configured = getattr(load_text_config(location, "--from"), "num_hidden_layers", None)
+    if isinstance(configured, int) and n_layers >= configured:  # refused before the weights load
+        raise InputError(f"--layers {n_layers}: the model in {source} has {configured} decoder layers; "
+                         f"choose fewer than {configured}")
     tokenizer = load_tokenizer(location, "--from")
     model = load_trainable_model(location, "--from")  # a GGUF file: dequantised fp32, saved as safetensors
     layers = _decoder_layers(model, source)

@@ -23,8 +23,9 @@ Output folder::
 
 Examples are tokenized exactly as extraction tokenized them (lm-eval's pair encoding, left-truncated to the
 store's recorded ``max_length``), so stored row j of example i is the teacher's view of its j-th completion
-token. Examples without completion tokens are left out (they carry no loss). Run under ``accelerate launch``
-or ``torchrun`` for several GPUs: every process calls ``train_student``; only the main one writes files.
+token. An example without a completion token is refused (it has no position to learn from). Run under
+``accelerate launch`` or ``torchrun`` for several GPUs: every process calls ``train_student``; only the main one
+writes files.
 """
 
 from __future__ import annotations
@@ -107,7 +108,9 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class StudentResult:
-    """One trained student. ``tokens``: non-padding input tokens trained on by this run (main process);
+    """One trained student. ``tokens``: non-padding input tokens trained on (main process), over the whole run,
+    the steps before a resumed checkpoint included; ``tokens_this_run``: those of this process's run alone (what
+    ``seconds`` was spent on; None in results written before it was recorded);
     ``resumed_from_step``: the checkpoint step this run continued from (0: from the start);
     ``already_complete``: found finished in the output folder (a --resume), not trained again."""
 
@@ -121,23 +124,27 @@ class StudentResult:
     tokens: int
     resumed_from_step: int = 0
     already_complete: bool = False
+    tokens_this_run: int | None = None
 
     @property
     def tokens_per_second(self) -> float | None:
-        return self.tokens / self.seconds if self.seconds > 0 and self.tokens else None
+        tokens = self.tokens if self.tokens_this_run is None else self.tokens_this_run
+        return tokens / self.seconds if self.seconds > 0 and tokens else None
 
     def to_dict(self) -> dict[str, Any]:
         return {"variant": self.variant, "model_dir": str(self.model_dir), "log_path": str(self.log_path),
                 "steps": self.steps, "final_loss": self.final_loss, "mean_loss": self.mean_loss,
-                "seconds": self.seconds, "tokens": self.tokens, "tokens_per_second": self.tokens_per_second,
-                "resumed_from_step": self.resumed_from_step, "already_complete": self.already_complete}
+                "seconds": self.seconds, "tokens": self.tokens, "tokens_this_run": self.tokens_this_run,
+                "tokens_per_second": self.tokens_per_second, "resumed_from_step": self.resumed_from_step,
+                "already_complete": self.already_complete}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "StudentResult":
         return cls(variant=data["variant"], model_dir=Path(data["model_dir"]), log_path=Path(data["log_path"]),
                    steps=int(data["steps"]), final_loss=data.get("final_loss"), mean_loss=data.get("mean_loss"),
                    seconds=float(data["seconds"]), tokens=int(data["tokens"]),
-                   resumed_from_step=int(data.get("resumed_from_step", 0)))
+                   resumed_from_step=int(data.get("resumed_from_step", 0)),
+                   tokens_this_run=None if data.get("tokens_this_run") is None else int(data["tokens_this_run"]))
 
 
 @dataclass(frozen=True)
@@ -276,13 +283,10 @@ def _full_kd_temperature(config: TrainConfig, stores: dict) -> float:
 
 
 def _load_training(config: TrainConfig) -> Any:
-    from first_distill.training_data import TrainingSet, read_training_jsonl, task_training_set
+    from first_distill.training_data import read_training_jsonl, task_training_set
 
     if config.train is not None:
-        training = read_training_jsonl(config.train)
-        if config.train_limit is not None:
-            training = TrainingSet(training.examples[:config.train_limit], training.source)
-        return training
+        return read_training_jsonl(config.train).first(config.train_limit)
     return task_training_set(config.train_task, config.data_dir, config.include_path, config.train_limit)
 
 
@@ -307,7 +311,7 @@ def train_student(config: TrainConfig) -> TrainResult:
     """Train one student per variant (module docstring); ``InputError`` for any problem with the inputs."""
     from first_distill.knowledge import tokenizer_fingerprint
     from first_distill.model_folders import load_tokenizer, locate_model
-    from first_distill.training_data import tokenize_examples
+    from first_distill.training_data import check_completion_tokens, tokenize_examples
 
     variants = parse_variants(config.variants)
     _check_config(config, variants)
@@ -322,11 +326,9 @@ def train_student(config: TrainConfig) -> TrainResult:
     max_length = _max_length(config, stores, student)
     training = _load_training(config)
     examples = tokenize_examples(training.examples, tokenizer, max_length)
+    check_completion_tokens(training, examples)
     _check_alignment(stores, examples, training, max_length)
-    kept = [index for index, example in enumerate(examples) if example.n_completion > 0]
-    if not kept:
-        raise InputError("no training example has a completion token (check the 'completion' texts and --max-length)")
-    dataset = ExampleDataset([examples[i] for i in kept], kept)
+    dataset = ExampleDataset(examples)
 
     output = Path(config.output).expanduser()
     first_args = config.settings.training_arguments(output / variants[0].name / "checkpoints")
@@ -381,10 +383,11 @@ def _train_variant(variant: Variant, config: TrainConfig, output: Path, student:
     trainer.train(resume_from_checkpoint=last)
     seconds = time.perf_counter() - started
     losses = [float(entry["loss"]) for entry in trainer.state.log_history if "loss" in entry]  # restored on resume
+    tokens = int(trainer.tokens_seen)  # restored on resume too (trainer.py)
     result = StudentResult(
         variant=variant.name, model_dir=model_dir, log_path=log_path, steps=int(trainer.state.global_step),
         final_loss=losses[-1] if losses else None, mean_loss=sum(losses) / len(losses) if losses else None,
-        seconds=seconds, tokens=int(trainer.tokens_seen),
+        seconds=seconds, tokens=tokens, tokens_this_run=tokens - trainer.tokens_at_start,
         resumed_from_step=int(Path(last).name.rsplit("-", 1)[1]) if last else 0)
     if state.is_main_process:
         write_json_atomically(result_path, result.to_dict())

@@ -13,7 +13,9 @@ named ``checkpoint-N`` — what ``resume_from_checkpoint`` looks for — is alwa
 saving (a full disk) removes the partial copy and becomes one ``InputError`` line.
 
 ``TrainingLogCallback`` writes the per-step training loss (``training_log.json``) at every checkpoint and at
-the end; the Trainer restores its history from a checkpoint, so a resumed run's curve is complete.
+the end; the Trainer restores its history from a checkpoint, so a resumed run's curve is complete. Likewise
+``tokens_seen`` counts the whole run: each checkpoint records it in ``trainer_state.json``
+(``num_input_tokens_seen``) and a resumed run starts counting from there.
 """
 
 from __future__ import annotations
@@ -193,12 +195,23 @@ def _trainer_classes():
         def on_train_end(self, args, state, control, **kwargs):
             self._write(state)
 
+    class TokenCountCallback(TrainerCallback):
+        """Restores ``trainer.tokens_seen`` when training (re)starts: the state loaded from a checkpoint holds the
+        count that ``DistillationTrainer._save_checkpoint`` stored (0 for a fresh run)."""
+
+        def __init__(self, trainer):
+            self.trainer = trainer
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.trainer.tokens_seen = self.trainer.tokens_at_start = int(getattr(state, "num_input_tokens_seen", 0) or 0)
+
     class DistillationTrainer(Trainer):
         """``Trainer`` whose loss is ``variant.compute_loss`` (module docstring).
 
         Extra arguments: ``variant`` (first_distill.variants.Variant), ``teacher`` (a causal LM, for variants
         that need an online teacher; moved to the training device, frozen), ``teacher_temperature``.
-        ``tokens_seen``: non-padding input tokens of the training micro-batches this process has run.
+        ``tokens_seen``: non-padding input tokens of the training micro-batches this process has run, over the
+        whole run: a resumed run starts from the count saved in its checkpoint (``tokens_at_start``).
         """
 
         loss_is_scaled_for_ga = False  # compute_loss returns a per-micro-batch mean
@@ -215,7 +228,9 @@ def _trainer_classes():
             # Older transformers decide GA scaling from this flag instead of loss_is_scaled_for_ga.
             self.model_accepts_loss_kwargs = False
             self.tokens_seen = 0
+            self.tokens_at_start = 0
             self._staging_dir: str | None = None
+            self.add_callback(TokenCountCallback(self))
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             outputs = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False)
@@ -239,6 +254,8 @@ def _trainer_classes():
 
             run_dir = super()._get_output_dir(trial)
             name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            # saved in trainer_state.json; the stock Trainer leaves this field alone unless told to count tokens
+            self.state.num_input_tokens_seen = int(self.tokens_seen)
             staging = os.path.join(run_dir, STAGING_DIR)
             self._staging_dir = staging
             try:

@@ -30,6 +30,8 @@ import numpy as np
 
 from first_eval.errors import InputError
 
+EMPTY_COMPLETION = "completion is empty; every pair needs at least one completion token"
+
 
 @dataclass(frozen=True)
 class TrainingExample:
@@ -48,9 +50,26 @@ class TrainingSet:
 
     examples: tuple[TrainingExample, ...]
     source: dict[str, Any] = field(default_factory=dict)
+    line_numbers: tuple[int, ...] = ()  # JSONL: the file line each example was read from (for error messages)
 
     def __len__(self) -> int:
         return len(self.examples)
+
+    def first(self, n: int | None) -> "TrainingSet":
+        """The first ``n`` examples (all of them for None), same source."""
+        if n is None:
+            return self
+        return TrainingSet(self.examples[:n], self.source, self.line_numbers[:n])
+
+    def where(self, index: int) -> str:
+        """Where example ``index`` came from, as the flag that gave it: ``--train FILE:LINE`` or ``--train-task NAME: ...``."""
+        if self.source.get("kind") == "jsonl":
+            line = f":{self.line_numbers[index]}" if index < len(self.line_numbers) else f" (example {index})"
+            return f"--train {self.source.get('path')}{line}"
+        if self.source.get("kind") == "lm-eval task":
+            return (f"--train-task {self.source.get('task')}: training example {index} "
+                    f"(prompt {self.examples[index].prompt[-60:]!r})")
+        return f"training example {index}"
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.source, "n_examples": len(self.examples)}
@@ -85,39 +104,55 @@ class TokenizedExample:
 
 
 def read_training_jsonl(path: str | Path) -> TrainingSet:
-    """Read ``{"prompt": str, "completion": str}`` per line (blank lines skipped); ``InputError`` naming file and line."""
+    """Read ``{"prompt": str, "completion": str}`` per line (blank lines skipped); ``InputError`` naming file and line.
+
+    Refused, one line each: a missing file, an empty one, a binary (not UTF-8, or NUL bytes) one, a row that is not
+    a JSON object with string ``prompt`` and ``completion``, and an empty ``completion`` (the teacher's knowledge
+    and the loss live on completion tokens). Lines are read as bytes and decoded one by one, so a bad byte is
+    reported at its line.
+    """
     from first_distill.knowledge.fingerprint import file_sha256
 
     path = Path(path)
     if not path.is_file():
         raise InputError(f"--train {path}: no such file")
-    examples = []
-    try:
-        with path.open(encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if line.strip():
-                    examples.append(_parse_row(line, path, number))
-    except UnicodeDecodeError as error:
-        raise InputError(f"{path}: not a UTF-8 text file ({error.reason} at byte {error.start})") from None
+    examples, line_numbers = [], []
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as error:
+                raise InputError(f"--train {path}:{number}: not a UTF-8 text file ({error.reason} at byte {error.start} "
+                                 "of the line); expected JSONL text, one prompt/completion object per line") from None
+            if "\0" in line:
+                raise InputError(f"--train {path}:{number}: not a text file (it holds NUL bytes); expected JSONL text, "
+                                 "one prompt/completion object per line")
+            if line.strip():
+                examples.append(_parse_row(line, path, number))
+                line_numbers.append(number)
     if not examples:
-        raise InputError(f"{path}: empty training set (no prompt/completion rows)")
-    return TrainingSet(tuple(examples), {"kind": "jsonl", "path": str(path.resolve()), "sha256": file_sha256(path)})
+        raise InputError(f"--train {path}: empty training set (no prompt/completion rows)")
+    return TrainingSet(tuple(examples), {"kind": "jsonl", "path": str(path.resolve()), "sha256": file_sha256(path)},
+                       tuple(line_numbers))
 
 
 def _parse_row(line: str, path: Path, number: int) -> TrainingExample:
+    where = f"--train {path}:{number}"
     try:
         row = json.loads(line)
     except json.JSONDecodeError as error:
-        raise InputError(f"{path}:{number}: not valid JSON ({error.msg} at column {error.colno})") from None
+        raise InputError(f"{where}: not valid JSON ({error.msg} at column {error.colno})") from None
     if not isinstance(row, dict):
-        raise InputError(f"{path}:{number}: expected a JSON object with 'prompt' and 'completion', got {type(row).__name__}")
+        raise InputError(f"{where}: expected a JSON object with 'prompt' and 'completion', got {type(row).__name__}")
     missing = [key for key in ("prompt", "completion") if key not in row]
     if missing:
-        raise InputError(f"{path}:{number}: row has no {' and no '.join(repr(m) for m in missing)} "
+        raise InputError(f"{where}: row has no {' and no '.join(repr(m) for m in missing)} "
                          f"(keys: {', '.join(sorted(row)) or 'none'}); each line needs 'prompt' and 'completion'")
     for key in ("prompt", "completion"):
         if not isinstance(row[key], str):
-            raise InputError(f"{path}:{number}: {key!r} must be a string, got {type(row[key]).__name__} {row[key]!r:.60}")
+            raise InputError(f"{where}: {key!r} must be a string, got {type(row[key]).__name__} {row[key]!r:.60}")
+    if row["completion"] == "":
+        raise InputError(f"{where}: {EMPTY_COMPLETION}")
     return TrainingExample(row["prompt"], row["completion"])
 
 
@@ -300,6 +335,25 @@ def tokenize_example(example: TrainingExample, tokenizer: Any, max_length: int |
 def tokenize_examples(examples: Iterable[TrainingExample], tokenizer: Any, max_length: int | None = None) -> list[TokenizedExample]:
     """``tokenize_example`` over a sequence, in order."""
     return [tokenize_example(example, tokenizer, max_length) for example in examples]
+
+
+def check_completion_tokens(training: TrainingSet, tokenized: Sequence[TokenizedExample]) -> None:
+    """``InputError`` (one line, naming the file and line, or the task example) for the first example without a
+    completion token: an empty completion, whitespace the tokenizer drops, or text that merges into the prompt's
+    last token. Such a pair has no position to store teacher knowledge for or to train on."""
+    for index, (example, tokens) in enumerate(zip(training.examples, tokenized)):
+        if tokens.n_completion > 0:
+            continue
+        text = example.completion
+        if text == "":
+            problem = EMPTY_COMPLETION
+        elif not text.strip():
+            problem = (f"completion {text!r} is only whitespace and tokenises to no token; "
+                       "every pair needs at least one completion token")
+        else:
+            problem = (f"completion {text[:40]!r} gives no token of its own (the tokenizer merges it into the "
+                       "prompt's last token); every pair needs at least one completion token")
+        raise InputError(f"{training.where(index)}: {problem}")
 
 
 def check_max_length(max_length: int | None) -> None:

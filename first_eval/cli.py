@@ -132,7 +132,7 @@ def report_command(
     model: Optional[str] = typer.Option(None, "--model", help="Run lm-eval live with this model type (e.g. hf) instead of reading --samples.", rich_help_panel="Live run (lm-eval)"),
     model_args: str = typer.Option("", "--model-args", help="lm-eval model args, e.g. pretrained=DIR,dtype=float32,gguf_file=FILE.", rich_help_panel="Live run (lm-eval)"),
     tasks: Optional[str] = typer.Option(None, "--tasks", help="Comma-separated lm-eval multiple-choice tasks.", rich_help_panel="Live run (lm-eval)"),
-    include_path: Optional[Path] = typer.Option(None, "--include-path", help="Folder of extra lm-eval task YAMLs.", rich_help_panel="Live run (lm-eval)"),
+    include_path: Optional[Path] = typer.Option(None, "--include-path", help="Folder of extra lm-eval task YAMLs. A YAML that uses !function makes lm-eval import and run the Python file beside it (first names each one on stderr first).", rich_help_panel="Live run (lm-eval)"),
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Run lm-eval's own task definitions over local files DIR/<task>/<split>.jsonl (offline).", rich_help_panel="Live run (lm-eval)"),
     num_fewshot: Optional[int] = typer.Option(None, "--num-fewshot", help="Few-shot examples per prompt (default: the task's).", rich_help_panel="Live run (lm-eval)"),
     limit: Optional[float] = typer.Option(None, "--limit", help="At most this many questions per task (or a fraction < 1).", rich_help_panel="Live run (lm-eval)"),
@@ -159,6 +159,9 @@ def report_command(
     """
     created = not output.exists()  # a folder this command makes is removed again when it fails on bad input
     try:
+        from first_eval.input_checks import check_output_folder
+
+        check_output_folder(output)
         config = audit_config_from_flags(bins, score, calibrators, folds, bootstrap, seed)
         inputs = list(samples or []) + list(paths or [])
         if model is not None:
@@ -223,8 +226,10 @@ def compare_command(
     Example: first compare runs/base runs/teacher --names base,teacher --output runs/compare
     """
     from first_eval.compare import models_from_run_dirs, write_comparison
+    from first_eval.input_checks import check_output_folder
 
     try:
+        check_output_folder(output)
         models = models_from_run_dirs(runs, parse_list(names, "--names") if names else None)
         write_comparison(models, output, title, baseline, command="first " + shlex.join(sys.argv[1:]))
     except InputError as error:

@@ -16,6 +16,14 @@ same columns and only the last ``max n_completion`` logit rows are computed (``l
 written in the original order. Windows are aligned to absolute indices, so a resumed run (``resume_from``)
 recomputes the window it stopped in with the same batches and writes byte-identical shards; sampling uses one
 generator per example, seeded by (seed, index).
+
+Resume granularity: a shard is closed at ``shard_positions`` positions, or, the first time one has been open
+``shard_seconds`` (checked after each window), there; its size then becomes the limit for the rest of the run
+and is recorded in the shards, so a kill loses about ``shard_seconds`` of work (plus the window a resumed run
+recomputes) and the resumed store stays byte-identical to the uninterrupted one (writer.py explains why).
+
+Every training pair must have a completion token; one without is refused (file and line) before T is fitted,
+the teacher is loaded or a file is written.
 """
 
 from __future__ import annotations
@@ -37,7 +45,8 @@ from first_distill.knowledge.teacher_temperature import (
     TeacherTemperature, TemperatureFitConfig, parse_temperature_option, resolve_teacher_temperature)
 from first_distill.knowledge.writer import DEFAULT_SHARD_POSITIONS, KnowledgeStoreWriter, resume_from
 from first_distill.training_data import (
-    TokenizedExample, TrainingSet, check_max_length, read_training_jsonl, task_training_set, tokenize_examples)
+    TokenizedExample, check_completion_tokens, check_max_length, read_training_jsonl, task_training_set,
+    tokenize_examples)
 from first_eval.errors import InputError
 
 SELECTIONS = ("topk", "sample")
@@ -66,6 +75,8 @@ class ExtractConfig:
         seed: sampling seed (``sample``) and lm-eval's seed (``auto``).
         device: ``cpu``, ``cuda``, ``cuda:1``; None: a GPU when there is one.
         prob_bits: 8 or 16 bits per stored top-k probability. shard_positions: positions per shard file.
+        shard_seconds: close the first shard open this long and keep its size (module docstring): a kill loses
+            about this much work. None: shards close by size alone.
         temperature_level: what ``auto`` fits T on: ``choice`` (lm-eval's answer scores) or ``token`` (the
             next-token distributions at the gold answer tokens; right for answers of several tokens).
         progress: show a progress bar on stderr.
@@ -93,6 +104,7 @@ class ExtractConfig:
     prob_bits: int = 8
     temperature_level: str = "choice"
     shard_positions: int = DEFAULT_SHARD_POSITIONS
+    shard_seconds: float | None = 60.0
     progress: bool = True
 
 
@@ -285,14 +297,13 @@ def extract_knowledge(config: ExtractConfig) -> ExtractResult:
     k = config.top_k if config.selection == "topk" else min(config.samples_per_position, vocab_size)
     if config.selection == "topk" and k > vocab_size:
         raise InputError(f"--top-k {k}: exceeds the teacher's vocabulary of {vocab_size} tokens")
-    training = (read_training_jsonl(config.train) if config.train is not None else
+    training = (read_training_jsonl(config.train).first(config.train_limit) if config.train is not None else
                 task_training_set(config.train_task, config.data_dir, config.include_path, config.train_limit))
-    if config.train is not None and config.train_limit is not None:
-        training = TrainingSet(training.examples[:config.train_limit], training.source)
     device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype_name = "bfloat16" if str(device).startswith("cuda") else "float32"
     max_length = config.max_length or int(getattr(teacher_config, "max_position_embeddings", None) or 2048)
     examples = tokenize_examples(training.examples, tokenizer, max_length)
+    check_completion_tokens(training, examples)  # before T is fitted, the teacher loaded or a file written
     temperature = _teacher_temperature(config, output, teacher, dtype_name, device)
     model = load_teacher(teacher, device, getattr(torch, dtype_name))
     extra = {"training_data": training.to_dict(), "teacher_temperature": temperature.to_dict(),
@@ -304,7 +315,8 @@ def extract_knowledge(config: ExtractConfig) -> ExtractResult:
             teacher_config_sha256=teacher_config_sha256(teacher, model.config), temperature=temperature.value,
             temperature_source=temperature.label, selection=config.selection,
             samples_per_position=config.samples_per_position if config.selection == "sample" else None,
-            prob_bits=config.prob_bits, shard_positions=config.shard_positions, extra=extra)
+            prob_bits=config.prob_bits, shard_positions=config.shard_positions,
+            shard_seconds=config.shard_seconds, extra=extra)
     except ValueError as error:
         raise InputError(f"--output {output}: {error}") from None
     write_json_atomically(output / TEMPERATURE_FILE, {"request": _temperature_request(config), **temperature.to_dict()})
@@ -313,7 +325,7 @@ def extract_knowledge(config: ExtractConfig) -> ExtractResult:
     run_stats = {"positions_this_run": positions, "seconds": seconds, "resumed_from": start,
                  "positions_per_second": positions / seconds if seconds > 0 else None, "device": str(device),
                  "batch_size": config.batch_size, "truncated_examples": int(sum(e.truncated_tokens > 0 for e in examples)),
-                 "examples_without_completion": int(sum(e.n_completion == 0 for e in examples))}
+                 "shard_seconds": config.shard_seconds, "timed_shard_positions": writer.timed_shard_positions}
     if sampled_mass is not None:
         run_stats["sampled_teacher_mass_mean"] = sampled_mass
     manifest = replace(manifest, stats={**manifest.stats, "extraction": run_stats})
@@ -351,6 +363,9 @@ def _check_config(config: ExtractConfig) -> None:
     whole(config.train_limit, "--limit")
     whole(config.calibration_limit, "--calibration-limit")
     whole(config.shard_positions, "shard_positions")
+    if config.shard_seconds is not None and (isinstance(config.shard_seconds, bool) or not isinstance(
+            config.shard_seconds, (int, float)) or not 0 < config.shard_seconds < float("inf")):
+        raise InputError(f"shard_seconds {config.shard_seconds!r}: must be a number > 0 (or None: shards by size only)")
     check_max_length(config.max_length)
     if config.selection == "sample":
         if config.samples_per_position is None:
@@ -422,6 +437,7 @@ def run_teacher_passes(model: Any, examples: list[TokenizedExample], writer: Kno
                 ids, probs = results.get(index, empty)
                 writer.add(index, ids, probs)
                 written += len(ids)
+            writer.close_shard_if_due()  # between windows: the clock never cuts into a window's results
         if str(device).startswith("cuda"):
             torch.cuda.synchronize()
         seconds = time.perf_counter() - started

@@ -6,7 +6,8 @@ numpy views of it are aligned)::
     magic           8 bytes   b"FIRSTKN\\x01"
     header_length   uint64
     header          JSON (UTF-8): n_sequences, n_positions, first_sequence, k, id_row_bytes, prob_dtype,
-                    identity_sha256, sections {name: [start, nbytes]}, stats
+                    identity_sha256, sections {name: [start, nbytes]}, stats; and timed_shard_positions
+                    once the writer's clock has fixed the shard size (writer.py), absent before
     offsets         (n_sequences + 1,) uint64   positions of sequence i are rows offsets[i]:offsets[i+1]
     ids             (n_positions, id_row_bytes) uint8   packed top-k ids (see id_packing.py)
     probs           (n_positions, k) uint8/uint16       quantised probabilities (see prob_quantization.py)
@@ -58,6 +59,7 @@ class ShardHeader:
     identity_sha256: str
     sections: dict  # name -> (start, nbytes)
     stats: dict
+    timed_shard_positions: int | None = None  # the size limit the writer's clock chose (writer.py), once it has
 
     @property
     def end(self) -> int:
@@ -67,7 +69,7 @@ class ShardHeader:
         return {"n_sequences": self.n_sequences, "n_positions": self.n_positions, "first_sequence": self.first_sequence,
                 "k": self.k, "id_row_bytes": self.id_row_bytes, "prob_dtype": self.prob_dtype,
                 "identity_sha256": self.identity_sha256, "sections": {k: list(v) for k, v in self.sections.items()},
-                "stats": self.stats}
+                "stats": self.stats, "timed_shard_positions": self.timed_shard_positions}
 
 
 def _layout(header_fields: dict, n_sequences: int, n_positions: int, id_row_bytes: int,
@@ -91,8 +93,12 @@ def _layout(header_fields: dict, n_sequences: int, n_positions: int, id_row_byte
 
 
 def write_shard(folder: Path, index: int, *, first_sequence: int, lengths: np.ndarray, id_rows: np.ndarray,
-                prob_codes: np.ndarray, identity_sha256: str, stats: dict) -> ShardEntry:
-    """Write ``shard-<index>.bin`` atomically (temporary name, fsync, rename) and return its manifest entry."""
+                prob_codes: np.ndarray, identity_sha256: str, stats: dict,
+                timed_shard_positions: int | None = None) -> ShardEntry:
+    """Write ``shard-<index>.bin`` atomically (temporary name, fsync, rename) and return its manifest entry.
+
+    Sections may be empty (a shard of sequences without positions). On any error the temporary file is removed.
+    """
     lengths = np.asarray(lengths, dtype=np.int64)
     offsets = np.zeros(len(lengths) + 1, dtype="<u8")
     np.cumsum(lengths, out=offsets[1:])
@@ -103,6 +109,8 @@ def write_shard(folder: Path, index: int, *, first_sequence: int, lengths: np.nd
     fields = {"n_sequences": len(lengths), "n_positions": n_positions, "first_sequence": first_sequence,
               "k": prob_codes.shape[1], "id_row_bytes": id_rows.shape[1], "prob_dtype": prob_codes.dtype.str,
               "identity_sha256": identity_sha256, "stats": stats}
+    if timed_shard_positions is not None:  # absent otherwise: shards of a size-only writer keep their bytes
+        fields["timed_shard_positions"] = int(timed_shard_positions)
     header_bytes, sections = _layout(fields, len(lengths), n_positions, id_rows.shape[1],
                                      prob_codes.shape[1] * prob_codes.dtype.itemsize)
     payload = {"offsets": offsets, "ids": np.ascontiguousarray(id_rows), "probs": np.ascontiguousarray(prob_codes)}
@@ -112,22 +120,26 @@ def write_shard(folder: Path, index: int, *, first_sequence: int, lengths: np.nd
     temporary = folder / f".{name}.{os.getpid()}.tmp"
     digest = hashlib.sha256()
     written = 0
-    with open(temporary, "wb") as handle:
-        def put(chunk: bytes | memoryview) -> None:
-            nonlocal written
-            handle.write(chunk)
-            digest.update(chunk)
-            written += len(chunk)
+    try:
+        with open(temporary, "wb") as handle:
+            def put(chunk: bytes | memoryview) -> None:
+                nonlocal written
+                handle.write(chunk)
+                digest.update(chunk)
+                written += len(chunk)
 
-        put(MAGIC)
-        put(len(header_bytes).to_bytes(8, "little"))
-        put(header_bytes)
-        for section, (start, nbytes) in sections.items():
-            put(bytes(start - written))
-            put(memoryview(payload[section]).cast("B"))
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, final)
+            put(MAGIC)
+            put(len(header_bytes).to_bytes(8, "little"))
+            put(header_bytes)
+            for section, (start, nbytes) in sections.items():
+                put(bytes(start - written))
+                put(memoryview(payload[section].reshape(-1).view(np.uint8)))  # flat bytes; also for 0 rows
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, final)
+    except Exception:  # an error of ours (a SIGKILL leaves the file: the next writer removes it)
+        temporary.unlink(missing_ok=True)
+        raise
     fsync_folder(folder)
     return ShardEntry(file=name, sha256=digest.hexdigest(), bytes=written, n_sequences=len(lengths),
                       n_positions=n_positions, first_sequence=first_sequence)
@@ -154,7 +166,9 @@ def read_header(path: Path) -> ShardHeader:
                              id_row_bytes=int(data["id_row_bytes"]), prob_dtype=str(data["prob_dtype"]),
                              identity_sha256=str(data["identity_sha256"]),
                              sections={k: (int(v[0]), int(v[1])) for k, v in data["sections"].items()},
-                             stats=dict(data["stats"]))
+                             stats=dict(data["stats"]),
+                             timed_shard_positions=(None if data.get("timed_shard_positions") is None
+                                                    else int(data["timed_shard_positions"])))
     except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError, IndexError) as bad:
         raise ShardFormatError(f"{path.name} has a corrupted header ({type(bad).__name__}: {bad})") from None
     if size < header.end:

@@ -7,6 +7,7 @@ Usage (the extraction loop; a killed run is continued by running the same code a
                                   teacher_config_sha256=..., temperature=1.31, temperature_source=...)
     for index in range(start, n_sequences):
         writer.add(index, topk_ids, topk_probs)       # (T, k) each: one row per completion position
+        writer.close_shard_if_due()                   # with shard_seconds: bounds what a kill loses
     manifest = writer.close()
 
 Crash safety: the pending sequences of a shard live in memory until ``shard_positions`` positions are
@@ -15,12 +16,31 @@ unfinished shard; temporary files are ignored (and removed by the next writer); 
 only in ``close()``, so a folder with a manifest is always complete. A new writer on a folder that already
 holds complete shards adopts them, after checking they were written with the same identity (teacher,
 tokenizer, k, temperature, encoding: the ``StoreIdentity`` hash in every shard header).
+
+Shards closed by time (``shard_seconds``): a size limit alone can make a kill expensive (the default 4.2 M
+positions take over an hour of a CPU teacher). So the writer also watches a clock, but only once: the first
+time ``close_shard_if_due()`` (called between batches of ``add``) finds the pending shard open for
+``shard_seconds`` with a position in it, the shard is closed there and its position count P becomes the size
+limit from then on (``min(shard_positions, P)``), recorded as ``timed_shard_positions`` in that shard's header
+and every later one. A resumed writer takes P from its last complete shard and never consults the clock again.
+
+Why once: byte-identical resumes. Were every shard closed by the clock, a resumed run would cut its shards
+where its own clock said, not where the killed run would have. With P fixed, shard boundaries are a pure
+function of the sequence lengths: a run killed after its first timed shard and resumed (on any machine, at any
+speed) writes exactly the shard files and manifest the uninterrupted run would have written. A kill costs the
+open shard, about ``shard_seconds`` of work while the rate stays steady (P is a count of positions, so a
+slower stretch of data makes longer shards). A kill before the clock fires leaves P unchosen and the resumed
+run chooses its own, as two independent runs may: their shard files and the manifest's ``shards`` list and
+``bytes_per_position`` then differ, while every decoded sequence (``KnowledgeStore.sequence``), the identity,
+``n_sequences``, ``n_positions`` and the mass statistics are equal. The clock is ``time.monotonic``; with
+``shard_seconds=None`` (the default here) shards close by size alone and carry no ``timed_shard_positions``.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from time import monotonic
 
 import numpy as np
 
@@ -87,18 +107,24 @@ class KnowledgeStoreWriter:
         samples_per_position: S, for "sample".
         prob_bits: 8 or 16 bits per top-k probability (see prob_quantization.py for the error bound).
         shard_positions: positions per shard (a shard never splits a sequence, so it may hold more).
+        shard_seconds: close the first shard open this long and keep its size as the limit (module docstring);
+            None: by size only.
         extra: free-form JSON-able provenance recorded in the manifest (dataset, prompt template, ...).
     """
 
     def __init__(self, folder: str | Path, *, vocab_size: int, k: int, tokenizer_sha256: str, teacher_path: str,
                  teacher_config_sha256: str, temperature: float, temperature_source: str, selection: str = "topk",
                  samples_per_position: int | None = None, prob_bits: int = 8,
-                 shard_positions: int = DEFAULT_SHARD_POSITIONS, extra: dict | None = None):
+                 shard_positions: int = DEFAULT_SHARD_POSITIONS, shard_seconds: float | None = None,
+                 extra: dict | None = None):
         for name, value in (("vocab_size", vocab_size), ("k", k), ("shard_positions", shard_positions)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         if k > vocab_size:
             raise ValueError(f"k = {k} exceeds the vocabulary size {vocab_size}")
+        if shard_seconds is not None and (isinstance(shard_seconds, bool) or not isinstance(shard_seconds, (int, float))
+                                          or not 0 < shard_seconds < float("inf")):
+            raise ValueError(f"shard_seconds must be a finite number > 0 or None, got {shard_seconds!r}")
         if not (isinstance(temperature, (int, float)) and temperature > 0 and np.isfinite(temperature)):
             raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
         if selection == "topk" and samples_per_position is not None:
@@ -117,6 +143,8 @@ class KnowledgeStoreWriter:
         json.dumps(self.identity.to_dict())  # fail now, not at close(), if extra is not JSON-able
         self._identity_sha256 = self.identity.sha256
         self.shard_positions = int(shard_positions)
+        self.shard_seconds = None if shard_seconds is None else float(shard_seconds)
+        self.timed_shard_positions: int | None = None  # P, once the clock has chosen it (module docstring)
         self._shards: list[ShardEntry] = []
         self._shard_stats: list[MassStats] = []
         self._pending_ids: list[np.ndarray] = []
@@ -126,6 +154,7 @@ class KnowledgeStoreWriter:
         self._pending_stats = MassStats()
         self._closed = False
         self._adopt_existing()
+        self._shard_opened_at = monotonic()
 
     @property
     def next_sequence(self) -> int:
@@ -148,6 +177,15 @@ class KnowledgeStoreWriter:
                                            n_sequences=header.n_sequences, n_positions=header.n_positions,
                                            first_sequence=header.first_sequence))
             self._shard_stats.append(MassStats.from_dict(header.stats))
+            if header.timed_shard_positions is not None:
+                self.timed_shard_positions = header.timed_shard_positions
+
+    @property
+    def shard_limit(self) -> int:
+        """Positions at which the pending shard is closed: ``shard_positions``, or less once the clock chose P."""
+        if self.timed_shard_positions is None:
+            return self.shard_positions
+        return min(self.shard_positions, self.timed_shard_positions)
 
     def add(self, sequence_index: int, topk_ids: np.ndarray, topk_probs: np.ndarray) -> None:
         """Record one sequence: ``topk_ids`` (T, k) ints and ``topk_probs`` (T, k) floats, one row per completion
@@ -168,8 +206,19 @@ class KnowledgeStoreWriter:
         self._pending_lengths.append(len(ids))
         self._pending_positions += len(ids)
         self._pending_stats.add(probs)
-        if self._pending_positions >= self.shard_positions:
+        if self._pending_positions >= self.shard_limit:
             self._flush()
+
+    def close_shard_if_due(self) -> bool:
+        """Close the pending shard if it has been open ``shard_seconds`` and the clock has not chosen P yet; its
+        positions become P (module docstring). Call it between batches of ``add`` (extraction: after each window),
+        so P is never a fraction of a batch that took long. Returns whether a shard was closed."""
+        if (self._closed or self.shard_seconds is None or self.timed_shard_positions is not None
+                or not self._pending_positions or monotonic() - self._shard_opened_at < self.shard_seconds):
+            return False
+        self.timed_shard_positions = self._pending_positions  # from now on a size limit: boundaries are data
+        self._flush()
+        return True
 
     def _checked(self, topk_ids, topk_probs, sequence_index: int) -> tuple[np.ndarray, np.ndarray]:
         k, vocab_size = self.identity.k, self.identity.vocab_size
@@ -213,12 +262,14 @@ class KnowledgeStoreWriter:
                             np.zeros((0, self.id_packing.row_bytes), np.uint8),
                             prob_codes=np.concatenate(self._pending_codes) if self._pending_positions else
                             np.zeros((0, self.identity.k), self.quantization.dtype),
-                            identity_sha256=self._identity_sha256, stats=self._pending_stats.to_dict())
+                            identity_sha256=self._identity_sha256, stats=self._pending_stats.to_dict(),
+                            timed_shard_positions=self.timed_shard_positions)
         self._shards.append(entry)
         self._shard_stats.append(self._pending_stats)
         self._pending_ids, self._pending_codes, self._pending_lengths = [], [], []
         self._pending_positions = 0
         self._pending_stats = MassStats()
+        self._shard_opened_at = monotonic()
 
     def close(self) -> Manifest:
         """Write the last shard and then ``manifest.json`` (atomically); return the manifest."""

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from first_eval.errors import InputError
+from first_eval.input_checks import check_device, check_model_folder, check_model_type
 from first_eval.lm_eval_bridge.lettered import LetteredTasks, check_format, prepare_lettered_tasks
 from first_eval.lm_eval_bridge.local_tasks import eval_split_of, plan_local_tasks, write_local_tasks
 from first_eval.lm_eval_bridge.offline import offline_hf, quiet_lm_eval_logging, user_hf_home
@@ -210,6 +211,8 @@ def check_run_options(config: LiveRunConfig) -> None:
     if config.data_dir is not None and not config.data_dir.is_dir():
         raise InputError(f"--data-dir {config.data_dir}: no such folder")
     check_format(config.format)
+    check_model_type(config.model)
+    check_device(config.device)
     check_model(config.model, config.model_args)
     if config.apply_chat_template:
         check_chat_template(config.model, config.model_args)
@@ -256,11 +259,14 @@ def check_model(model: str, model_args: str) -> None:
     if gguf_file:
         if not (folder / gguf_file).is_file():
             raise InputError(f"--model-args gguf_file={gguf_file}: {folder / gguf_file} not found")
+        check_model_folder(folder, gguf_file, flag="--model-args pretrained")
         return
     if not (folder / "config.json").is_file():
         ggufs = sorted(p.name for p in folder.glob("*.gguf"))
         hint = f"; it holds {ggufs[0]}: add gguf_file={ggufs[0]}" if ggufs else ""
         raise InputError(f"{where}: {folder} is not a model folder (no config.json){hint}")
+    trust = args.get("trust_remote_code", "").lower() in ("true", "1", "yes")
+    check_model_folder(folder, trust_remote_code=trust, flag="--model-args pretrained")
 
 
 def parse_model_args(model_args: str) -> dict[str, str]:
@@ -319,6 +325,7 @@ def _task_manager(config: LiveRunConfig, output_dir: Path) -> tuple[Any, Path | 
     include = str(config.include_path) if config.include_path is not None else None
     if config.include_path is not None:
         definitions = find_task_definitions(config.tasks, [config.include_path])
+        announce_task_code(_flatten(definitions), Path(config.include_path))
         if _all_plain_tasks_under(definitions, Path(config.include_path)):
             # Every task is a plain task of the include path: index only that folder (~1 s instead of ~8 s).
             require_multiple_choice(definitions)
@@ -327,6 +334,35 @@ def _task_manager(config: LiveRunConfig, output_dir: Path) -> tuple[Any, Path | 
     definitions = task_definitions_from_manager(config.tasks, manager)
     require_multiple_choice(definitions)
     return manager, None, _flatten(definitions), tuple(config.tasks)
+
+
+def announce_task_code(definitions: Sequence[TaskDefinition], folder: Path) -> None:
+    """One line on stderr per ``!function`` module a task YAML of ``folder`` makes lm-eval import and run.
+
+    lm-eval imports the Python file next to a task YAML that says ``!function utils.process_docs``; that is its
+    normal behaviour, but a user auditing someone else's task folder should see it before it happens."""
+    import sys
+
+    root = folder.expanduser().resolve()
+    for definition in definitions:
+        if definition.yaml_path is None or not Path(definition.yaml_path).resolve().is_relative_to(root):
+            continue
+        functions = sorted({value.removeprefix("!function ").strip() for value in _strings(definition.config)
+                            if value.startswith("!function ")})
+        for function in functions:
+            module = Path(definition.yaml_path).parent / (function.rsplit(".", 1)[0] + ".py")
+            print(f"note: task {definition.name} runs Python code: {function} from {module} (lm-eval's !function)",
+                  file=sys.stderr)
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, (list, tuple)):
+        return [s for v in value for s in _strings(v)]
+    return []
 
 
 def _manager_for(folder: Path, config: LiveRunConfig) -> Any:

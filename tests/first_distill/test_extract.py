@@ -23,7 +23,7 @@ PAIRS = [
     ("Question: Is the sky blue? \nAnswer: ", "yes"),
     ("", " The sun rises in the east."),  # empty prompt: lm-eval's BOS stands in
     ("A magnet sticks to a refrigerator door because", " the door contains iron"),
-    ("Water freezes at", ""),  # no completion tokens: stores nothing
+    ("Water freezes at", " zero"),  # (a pair without completion tokens is refused: test_extract_refusals.py)
     ("Q: 2+2?\nA:", " 4"),
     ("Question: What do the green algae supply to the fungi in this symbiotic relationship?\nAnswer:", " food"),
     ("The sun", " rises in the east and sets in the west, every single day of the year"),

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from first_distill.knowledge import KnowledgeStore, KnowledgeStoreWriter, file_sha256, resume_from
 from first_distill.knowledge.extract import TEMPERATURE_FILE, ExtractConfig, extract_knowledge
+from first_distill.knowledge.shard import read_header
 from first_eval.errors import InputError
 from tiny_models import tiny_llama_dir  # noqa: F401  (session fixture)
 
@@ -111,3 +113,89 @@ def test_a_resumed_run_reuses_the_recorded_temperature(monkeypatch, tmp_path, ti
     resumed = extract_knowledge(config(tiny_llama_dir, train_file, folder, **settings))
     assert resumed.resumed_from > 0 and resumed.teacher_temperature.value == 1.3
     assert KnowledgeStore.open(folder).temperature == 1.3
+
+
+# ------------------------------------------------------------------------------------- shards closed by time
+
+
+class TeacherClock:
+    """The writer's ``monotonic``, advancing ``seconds_per_pass`` per teacher forward pass (wall time follows work)."""
+
+    def __init__(self, seconds_per_pass: float):
+        self.now, self.seconds_per_pass, self.positions = 0.0, seconds_per_pass, 0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def run_on_clock(patch, clock: TeacherClock) -> None:
+    from first_distill.knowledge import extract as extract_module
+    from first_distill.knowledge import writer as writer_module
+
+    original = extract_module.completion_logits
+
+    def completion_logits(model, batch):
+        clock.now += clock.seconds_per_pass
+        clock.positions += int(batch.n_completion.sum())
+        return original(model, batch)
+
+    patch.setattr(extract_module, "completion_logits", completion_logits)
+    patch.setattr(writer_module, "monotonic", clock)
+
+
+def kill_at_shard(patch, n_written: int) -> None:
+    """SIGKILL while shard ``n_written`` is being written (the worst moment: the whole open shard is lost)."""
+    from first_distill.knowledge import writer as writer_module
+
+    original = writer_module.write_shard
+
+    def write_shard(folder, index, **kwargs):
+        if index >= n_written:
+            raise Killed(f"killed writing shard {index}")
+        return original(folder, index, **kwargs)
+
+    patch.setattr(writer_module, "write_shard", write_shard)
+
+
+def test_a_timed_shard_bounds_what_a_kill_loses_and_the_resume_is_byte_identical(monkeypatch, tmp_path, tiny_llama_dir):  # noqa: F811
+    rows = [{"prompt": f"Question: how many legs has animal number {i}?\nAnswer:", "completion": " " + "four " * (1 + i % 4)}
+            for i in range(160)]
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    # batch 1: a window is 32 passes = 32 "seconds"; the clock closes the first shard at the end of window 0
+    settings = dict(batch_size=1, shard_positions=1 << 22, shard_seconds=20.0)
+
+    by_size = extract_knowledge(config(tiny_llama_dir, train, tmp_path / "by-size", **{**settings, "shard_seconds": None}))
+    assert len(by_size.manifest.shards) == 1  # a kill anywhere before the end would lose everything
+
+    with monkeypatch.context() as patch:
+        run_on_clock(patch, TeacherClock(1.0))
+        straight = extract_knowledge(config(tiny_llama_dir, train, tmp_path / "straight", **settings))
+    shards = straight.manifest.shards
+    assert shards[0].n_sequences == 32 and len(shards) >= 4  # window 0, then shards of >= its positions
+    assert {read_header(tmp_path / "straight" / s.file).timed_shard_positions for s in shards} == {shards[0].n_positions}
+
+    killed = tmp_path / "killed"
+    clock = TeacherClock(1.0)
+    with monkeypatch.context() as patch:
+        run_on_clock(patch, clock)
+        kill_at_shard(patch, 3)
+        with pytest.raises(Killed):
+            extract_knowledge(config(tiny_llama_dir, train, killed, **settings))
+    on_disk = sum(s.n_positions for s in shards[:3])
+    assert resume_from(killed) == shards[3].first_sequence
+    lost = clock.positions - on_disk  # computed by the teacher, not on disk
+    assert 0 < lost <= shards[3].n_positions + 32 * 8  # the open shard, and the rest of its window
+
+    with monkeypatch.context() as patch:  # a resumed run on a much slower machine: P is read from the shards
+        run_on_clock(patch, TeacherClock(1000.0))
+        resumed = extract_knowledge(config(tiny_llama_dir, train, killed, **settings))
+    assert resumed.resumed_from == shards[3].first_sequence
+    assert store_bytes(killed) == store_bytes(tmp_path / "straight")
+    ours, theirs = KnowledgeStore.open(killed), KnowledgeStore.open(by_size.folder)
+    for index in range(len(rows)):  # and the contents equal the size-only store's, whatever the layout
+        for a, b in zip(ours.sequence(index), theirs.sequence(index)):
+            np.testing.assert_array_equal(a, b)
+    print(f"\nshards: {len(shards)} (P = {shards[0].n_positions} positions) vs 1 by size; on the kill at shard 3: "
+          f"{lost} of {clock.positions} computed positions lost, {on_disk} kept; by size alone all "
+          f"{clock.positions} would be lost")

@@ -77,6 +77,38 @@ def test_a_killed_run_resumes_to_the_uninterrupted_student(world, tmp_path, monk
     assert checkpoint_names(output / "ce" / "checkpoints") == ["checkpoint-4", "checkpoint-6"]  # save_total_limit 2
 
 
+def test_a_resumed_run_counts_the_tokens_of_the_whole_run(world, tmp_path, monkeypatch):  # noqa: F811
+    """``tokens`` counts the steps before the checkpoint too (they are saved in it), not only the resumed part."""
+    from first_distill.trainer import DistillationTrainer
+
+    settings = dict(variants=("first",), max_steps=6, save_steps=2, lr_scheduler="linear", save_total_limit=None)
+    reference = train_student(config_for(world, tmp_path / "reference", **settings)).students[0]
+    assert reference.tokens == reference.tokens_this_run > 0
+
+    original_step = DistillationTrainer.training_step
+
+    def dies_after_step_5(self, *args, **kwargs):
+        if self.state.global_step == 5:
+            raise Killed
+        return original_step(self, *args, **kwargs)
+
+    output = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        patch.setattr(DistillationTrainer, "training_step", dies_after_step_5)
+        with pytest.raises(Killed):
+            train_student(config_for(world, output, **settings))
+    resumed = train_student(config_for(world, output, resume=True, **settings)).students[0]
+    assert resumed.resumed_from_step == 4
+    assert resumed.tokens == reference.tokens  # steps 1-6, not 5-6
+    before = json.loads((output / "first" / "checkpoints" / "checkpoint-4" / "trainer_state.json").read_text())
+    assert 0 < resumed.tokens_this_run == resumed.tokens - before["num_input_tokens_seen"]
+    reference_state = json.loads((tmp_path / "reference" / "first" / "checkpoints" / "checkpoint-4" / "trainer_state.json").read_text())
+    assert before["num_input_tokens_seen"] == reference_state["num_input_tokens_seen"]
+    assert resumed.tokens_per_second == pytest.approx(resumed.tokens_this_run / resumed.seconds)
+    recorded = json.loads((output / "first" / "result.json").read_text())
+    assert recorded["tokens"] == reference.tokens and recorded["tokens_this_run"] == resumed.tokens_this_run
+
+
 def test_a_resume_with_other_settings_is_refused(world, tmp_path):  # noqa: F811
     output = tmp_path / "run"
     train_student(config_for(world, output, variants=("ce",), max_steps=2))
