@@ -66,6 +66,8 @@ def main() -> None:
     parser.add_argument("--train-limit", type=int, default=400)
     parser.add_argument("--teacher-epochs", type=float, default=3.0)
     parser.add_argument("--student-epochs", type=float, default=2.0)
+    parser.add_argument("--max-steps", type=int, default=None,
+                        help="optimiser steps of every fine-tune (overrides the epochs; a quick check of the protocol)")
     parser.add_argument("--lr", type=float, default=5e-5)
     parser.add_argument("--eval-limit", type=int, default=150)
     parser.add_argument("--calibration-limit", type=int, default=200)
@@ -93,7 +95,8 @@ def main() -> None:
     limits = [] if args.full else ["--limit", str(args.train_limit), "--eval-limit", str(args.eval_limit)]
     common = ["--train-task", setting["train_task"], "--eval-tasks", ",".join(eval_tasks), "--data-dir",
               str(args.data_dir), "--format", setting["format"], "--lr", str(args.lr), "--batch-size",
-              str(args.batch_size), *bf16, *limits, *(["--device", args.device] if args.device else [])]
+              str(args.batch_size), *bf16, *limits, *(["--device", args.device] if args.device else []),
+              *(["--max-steps", str(args.max_steps)] if args.max_steps is not None else [])]
     seconds = {}
     # 1. The base model audited, and the teacher made as the paper makes it: fine-tuned with CE until over-confident.
     seconds["teacher (base audit + CE fine-tune)"] = first(
