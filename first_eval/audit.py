@@ -26,6 +26,11 @@ from first_eval.scores import SCORE_MODES, ChoiceScores
 # Above this NLL-optimal temperature the scores carry little usable confidence at T=1 (e.g. summed
 # log-likelihoods that mostly measure answer length); the report says so next to the numbers.
 LARGE_TEMPERATURE = 10.0
+# Seeds go to numpy's default_rng and scikit-learn's KFold (a legacy RandomState: 0 <= seed < 2**32).
+MAX_SEED = 2**32 - 1
+# Beyond these the flags only cost memory or time: no diagram has a million bins.
+MAX_BINS = 10_000
+MAX_BOOTSTRAP = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,8 @@ class AuditConfig:
     def __post_init__(self) -> None:
         if self.n_bins < 1:
             raise ValueError(f"--bins must be >= 1; got {self.n_bins}")
+        if self.n_bins > MAX_BINS:
+            raise ValueError(f"--bins must be <= {MAX_BINS}; got {self.n_bins}")
         if self.score_mode not in SCORE_MODES:
             raise ValueError(f"--score must be one of {', '.join(SCORE_MODES)}; got {self.score_mode!r}")
         unknown = [c for c in self.calibrators if c not in CALIBRATORS]
@@ -52,6 +59,10 @@ class AuditConfig:
             raise ValueError(f"--folds must be >= 2 (cross-fitting needs held-out data); got {self.n_folds}")
         if self.n_bootstrap < 0:
             raise ValueError(f"--bootstrap must be >= 0; got {self.n_bootstrap}")
+        if self.n_bootstrap > MAX_BOOTSTRAP:
+            raise ValueError(f"--bootstrap must be <= {MAX_BOOTSTRAP}; got {self.n_bootstrap}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"--seed must be an integer between 0 and {MAX_SEED} (numpy's seed range); got {self.seed!r}")
         if not 0 < self.confidence_level < 1:
             raise ValueError(f"confidence level must be in (0, 1); got {self.confidence_level}")
 
@@ -79,7 +90,8 @@ class CalibratedResult:
         out = self.metrics.to_dict()
         out.pop("reliability", None)
         if self.name == "temperature" and self.fitted is not None:
-            out = {"temperature": self.fitted["temperature"], **out}
+            # at_bound: None, or "min"/"max" when the fit stopped at that end of its search range (not an optimum)
+            out = {"temperature": self.fitted["temperature"], "at_bound": self.fitted.get("at_bound"), **out}
             out["fold_temperatures"] = [p.get("temperature") for p in self.fold_params]
         return out
 
@@ -136,6 +148,13 @@ class TaskAudit:
 
 def audit_task(samples: TaskSamples, config: AuditConfig) -> TaskAudit:
     """Metrics with bootstrap CIs, cross-fitted calibrators, and the other score mode, for one task."""
+    # Finite scores whose spread overflows float64 (e.g. -1e308 next to 1e308) give a probability of 0 (a -inf
+    # log-probability) in the softmax; that is the right limit, so numpy's overflow warning is only noise here.
+    with np.errstate(over="ignore"):
+        return _audit_task(samples, config)
+
+
+def _audit_task(samples: TaskSamples, config: AuditConfig) -> TaskAudit:
     scores = samples.choice_scores(config.score_mode)
     if scores.n_questions < config.n_folds:
         raise InputError(
@@ -159,7 +178,13 @@ def audit_task(samples: TaskSamples, config: AuditConfig) -> TaskAudit:
             )
     modes = _score_mode_summaries(samples, config)
     current = modes.get(config.score_mode)
-    if current is not None and current.temperature > LARGE_TEMPERATURE:
+    fitted_temperature = calibrated["temperature"].fitted if "temperature" in calibrated else None
+    if fitted_temperature is not None and fitted_temperature.get("at_bound"):
+        notes.append(_at_bound_note(fitted_temperature, scores, samples.doc_ids))
+    elif current is not None and current.temperature_at_bound:
+        side = "min" if current.temperature < 1.0 else "max"
+        notes.append(_at_bound_note({"temperature": current.temperature, "at_bound": side}, scores, samples.doc_ids))
+    elif current is not None and current.temperature > LARGE_TEMPERATURE:
         notes.append(
             f"The NLL-optimal temperature is {current.temperature:.3g}: at T=1 these {config.score_mode} scores are "
             "far more peaked than the model's real accuracy supports."
@@ -182,6 +207,24 @@ def audit_task(samples: TaskSamples, config: AuditConfig) -> TaskAudit:
         score_modes=modes, n_choices={int(k): int(v) for k, v in enumerate(counts) if v},
         lm_eval_accuracy=lm_eval_accuracy, notes=tuple(notes), letters=letters,
     )
+
+
+def _at_bound_note(fitted: dict[str, Any], scores: ChoiceScores, doc_ids: np.ndarray) -> str:
+    """Say that the fitted temperature is the end of its search range, not an optimum, and what drove it there."""
+    temperature = float(fitted["temperature"])
+    if fitted["at_bound"] == "min":
+        accuracy = float(scores.probabilities().correct.mean())
+        return (f"The fitted temperature T = {temperature:.3g} is at its search bound (the smallest T tried): the NLL "
+                f"keeps falling as T shrinks, as it does when (nearly) every top-scored answer is right (accuracy "
+                f"{accuracy:.1%}). The calibrated numbers use that bound, not an optimum.")
+    # How far below its question's best choice each gold answer is scored; one huge gap alone can push T up.
+    best = np.maximum.reduceat(scores.choice_scores, scores.offsets[:-1])
+    gaps = best - scores.choice_scores[scores.offsets[:-1] + scores.gold]  # (n,) >= 0, may be inf
+    worst = int(np.argmax(gaps))
+    return (f"The fitted temperature T = {temperature:.3g} is at its search bound (the largest T tried): the NLL keeps "
+            "falling as T grows, so the calibrated numbers use that bound, not an optimum. This happens when the scores "
+            "rank the gold answer no better than chance, or when a few gold answers are scored absurdly low: the largest "
+            f"gap here is {float(gaps[worst]):.3g} below the question's best choice (doc_id {int(doc_ids[worst])}).")
 
 
 def _evaluate_calibrator(name: str, scores: ChoiceScores, config: AuditConfig) -> CalibratedResult:
@@ -218,6 +261,6 @@ def _score_mode_summaries(samples: TaskSamples, config: AuditConfig) -> dict[str
             mean_confidence=float(probs.confidences.mean()),
             ece=float(ece(probs.confidences, probs.correct, n_bins=config.n_bins)),
             temperature=float(scaler.temperature_),
-            temperature_at_bound=bool(getattr(scaler, "at_bound_", False)),
+            temperature_at_bound=scaler.at_bound_ is not None,
         )
     return summaries

@@ -79,7 +79,9 @@ def audit_and_write(task_samples: list, config, output: Path, title: str, model:
     from first_eval.report import ReportMeta, write_report
 
     audits = []
-    with Progress(transient=True, console=_stderr_console()) as progress:
+    console = _stderr_console()
+    # Not a terminal (a pipe, a CI log): no bar, so an error raised mid-audit stays the only line on stderr.
+    with Progress(transient=True, console=console, disable=not console.is_terminal) as progress:
         job = progress.add_task("auditing", total=len(task_samples))
         for samples in task_samples:
             progress.update(job, description=f"auditing {samples.task}")
@@ -118,6 +120,7 @@ def print_summary(output: Path) -> None:
             f"{task:<32} n={metrics['n']:<6} acc={metrics['accuracy']:.3f} conf={metrics['mean_confidence']:.3f} "
             f"ECE={metrics['ece']:.3f}"
             + (f" -> {after:.3f} at T={temperature['temperature']:.3g}" if after is not None else "")
+            + (f" (T at its search bound: {temperature['at_bound']})" if temperature.get("at_bound") else "")
             + (f" letter-mass={metrics['letters']['mean_mass']:.3f}" if "letters" in metrics else ""),
             highlight=False, soft_wrap=True,
         )

@@ -8,6 +8,7 @@ renders and writes atomically.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -15,6 +16,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from first_eval.errors import InputError
+from first_eval.json_input import open_input, read_json_value
 from first_eval.lm_eval_bridge.lettered import LETTERED_SUFFIX
 
 COMPARE_SCHEMA = "first.compare/1"
@@ -34,23 +36,118 @@ class ModelAudit:
 
 
 def load_report_run(run_dir: Path) -> dict[str, Any]:
-    """Read ``RUN_DIR/metrics.json`` written by ``first report``."""
+    """Read ``RUN_DIR/metrics.json`` written by ``first report``; every field ``first compare`` uses is checked."""
     path = run_dir / "metrics.json" if run_dir.is_dir() else run_dir
     if not path.exists():
         raise InputError(f"{run_dir}: no metrics.json here; run `first report ... --output {run_dir}` first")
-    try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise InputError(f"{path}: not valid JSON ({error})") from None
+    with open_input(path, hint="; give a folder written by `first report` (it holds metrics.json)") as stream:
+        document = read_json_value(stream, path, limit=MAX_METRICS_BYTES)
     if not isinstance(document, dict) or document.get("schema") != "first.report/1":
         schema = document.get("schema") if isinstance(document, dict) else None
-        raise InputError(f"{path}: schema is {schema!r}, expected 'first.report/1' (a metrics.json from `first report`)")
+        hint = {"first.distill/1": " (this is a `first distill` run's comparison: compare the `first report` "
+                                   "folders under its audits/ instead)",
+                COMPARE_SCHEMA: " (this is a comparison: compare the `first report` folders it was made from)"}
+        raise InputError(f"{path}: schema is {_short(schema)}, expected 'first.report/1' (a metrics.json from "
+                         f"`first report`){hint.get(schema, '') if isinstance(schema, str) else ''}")
+    check_report_document(document, path)
     return document
+
+
+# A metrics.json holds a few kB per task; anything near this is not one.
+MAX_METRICS_BYTES = 256 * 2**20
+# Fields every task of a first.report/1 document must hold as finite numbers (the table shows them) ...
+REQUIRED_NUMBERS = ("accuracy", "ece", "brier")
+# ... and fields that may be null (JSON has no inf/NaN: an infinite NLL, an AUROC with one class) or absent.
+OPTIONAL_NUMBERS = ("nll", "mean_confidence", "ece_equal_mass", "mce", "auroc")
+
+
+def check_report_document(document: Mapping[str, Any], path: Path) -> None:
+    """Refuse a ``first.report/1`` document whose fields ``first compare`` reads have the wrong type.
+
+    Raises ``InputError`` naming the file, the task and the field, quoting the value.
+    """
+    meta = document.get("meta")
+    if meta is not None and not isinstance(meta, dict):
+        raise InputError(f"{path}: field 'meta' is {_short(meta)}, not an object")
+    tasks = document.get("tasks")
+    if not isinstance(tasks, dict) or not tasks:
+        raise InputError(f"{path}: field 'tasks' is {_short(tasks)}; expected an object of task name -> metrics")
+    for task, metrics in tasks.items():
+        def bad(field: str, value: Any, expected: str) -> InputError:
+            return InputError(f"{path}: task {task!r}: field {field!r} is {_short(value)}, not {expected}")
+
+        if not isinstance(metrics, dict):
+            raise bad("tasks." + task, metrics, "an object of metrics")
+        n = metrics.get("n")
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise bad("n", n, "a question count")
+        for field in REQUIRED_NUMBERS:
+            if not _is_number(metrics.get(field)):
+                raise bad(field, metrics.get(field), "a number")
+        if "nll" not in metrics:
+            raise bad("nll", None, "a number (the field is missing)")
+        for field in OPTIONAL_NUMBERS:
+            if metrics.get(field) is not None and not _is_number(metrics[field]):
+                raise bad(field, metrics[field], "a number or null")
+        interval = metrics.get("ece_ci")
+        if interval is not None and not (isinstance(interval, list) and len(interval) == 2
+                                         and all(v is None or _is_number(v) for v in interval)):
+            raise bad("ece_ci", interval, "a [low, high] pair of numbers")
+        calibrated = metrics.get("calibrated", {})
+        if not isinstance(calibrated, dict):
+            raise bad("calibrated", calibrated, "an object")
+        temperature = calibrated.get("temperature", {})
+        if not isinstance(temperature, dict):
+            raise bad("calibrated.temperature", temperature, "an object")
+        for field in ("temperature", "ece"):
+            if temperature.get(field) is not None and not _is_number(temperature[field]):
+                raise bad(f"calibrated.temperature.{field}", temperature[field], "a number or null")
+        if "reliability" in metrics:
+            _check_reliability(metrics["reliability"], bad)
+
+
+def _check_reliability(bins: Any, bad) -> None:
+    """``{"edges": (M+1,), "counts": (M,), "mean_confidence": (M,), "accuracy": (M,)}``, the last two may hold nulls."""
+    if not isinstance(bins, dict):
+        raise bad("reliability", bins, "an object of per-bin lists")
+    edges, counts = bins.get("edges"), bins.get("counts")
+    if not (isinstance(edges, list) and len(edges) >= 2 and all(_is_number(v) for v in edges)):
+        raise bad("reliability.edges", edges, "a list of two or more numbers")
+    size = len(edges) - 1
+    if not (isinstance(counts, list) and len(counts) == size and all(_is_number(v) and v >= 0 for v in counts)):
+        raise bad("reliability.counts", counts, f"a list of {size} counts (one per bin)")
+    for field in ("mean_confidence", "accuracy"):
+        values = bins.get(field)
+        if not (isinstance(values, list) and len(values) == size and all(v is None or _is_number(v) for v in values)):
+            raise bad(f"reliability.{field}", values, f"a list of {size} numbers or nulls (one per bin)")
+
+
+def _displayable(name: str) -> str:
+    """A name as text any renderer takes: an undecodable byte of a folder name or argv (a lone surrogate) as ``\\udcff``."""
+    return name.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _is_number(value: Any) -> bool:
+    """A finite JSON number (not a bool, not a numeric string)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer beyond float range
+        return False
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    try:
+        text = repr(value)
+    except (RecursionError, ValueError):  # nested too deeply, or an integer too long to print
+        return f"a {type(value).__name__} too large to show"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def model_name_for(document: Mapping[str, Any], run_dir: Path) -> str:
     model = (document.get("meta") or {}).get("model")
-    return str(model) if model else run_dir.name
+    return str(model) if model and isinstance(model, (str, int, float)) else run_dir.name
 
 
 def unique_names(names: Sequence[str]) -> list[str]:
@@ -183,5 +280,6 @@ def models_from_run_dirs(run_dirs: Sequence[Path], names: Sequence[str] | None =
     documents = [load_report_run(Path(d)) for d in run_dirs]
     if names is not None and len(names) != len(run_dirs):
         raise InputError(f"--names has {len(names)} name(s) for {len(run_dirs)} run folder(s)")
-    labels = unique_names(list(names) if names else [model_name_for(doc, Path(d)) for doc, d in zip(documents, run_dirs)])
+    labels = unique_names([_displayable(name) for name in names] if names else
+                          [_displayable(model_name_for(doc, Path(d))) for doc, d in zip(documents, run_dirs)])
     return [ModelAudit(label, str(d), doc["tasks"]) for label, d, doc in zip(labels, run_dirs, documents)]

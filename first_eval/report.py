@@ -10,7 +10,7 @@ import datetime as _dt
 import json
 import math
 import os
-import tempfile
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -18,6 +18,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from first_eval.audit import TaskAudit
+from first_eval.errors import InputError
 
 REPORT_SCHEMA = "first.report/1"
 
@@ -90,24 +91,37 @@ def write_outputs_atomically(output_dir: Path, files: dict[str, str]) -> list[Pa
 
     Nothing is written until every text is ready (the caller computes them first), so an error never
     leaves a half-written report; a kill during writing leaves only ``.tmp`` files, never a truncated
-    ``report.html`` that looks complete.
+    ``report.html`` that looks complete. The files get the mode any new file gets (0666 less the umask),
+    not ``mkstemp``'s private 0600. A folder that cannot be written is ``InputError`` naming ``--output``.
     """
-    output_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise InputError(f"--output {output_dir}: is a file, not a folder") from None
+    except OSError as error:
+        raise InputError(f"--output {output_dir}: cannot create the folder ({error.strerror or error})") from None
     staged: list[tuple[Path, Path]] = []
     try:
         for name, text in files.items():
-            handle, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=output_dir)
-            with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            tmp_path = output_dir / f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+            # O_EXCL: never follow or reuse an existing path; mode 0o666 is masked by the umask like open(..., "w").
+            handle = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            staged.append((tmp_path, output_dir / name))
+            # backslashreplace: a lone surrogate (an undecodable file name, say) cannot make the write fail
+            with os.fdopen(handle, "w", encoding="utf-8", errors="backslashreplace") as stream:
                 stream.write(text)
                 stream.flush()
                 os.fsync(stream.fileno())
-            staged.append((Path(tmp_name), output_dir / name))
         for tmp_path, final_path in staged:
             os.replace(tmp_path, final_path)
+    except OSError as error:
+        raise InputError(f"--output {output_dir}: cannot write there ({error.strerror or error})") from None
     finally:
         for tmp_path, _ in staged:
-            if tmp_path.exists():
-                tmp_path.unlink()
+            try:
+                tmp_path.unlink(missing_ok=True)
+            except OSError:
+                pass  # the folder went read-only: nothing better to do than leave the .tmp file
     return [final for _, final in staged]
 
 

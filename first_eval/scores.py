@@ -35,8 +35,8 @@ def ragged_sum(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 def ragged_log_softmax(scores: np.ndarray, offsets: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     """log softmax(scores / T) within each segment, numerically stable. (total,) -> (total,)."""
     counts = np.diff(offsets)
-    scaled = scores / temperature
-    shifted = scaled - np.repeat(ragged_max(scaled, offsets), counts)
+    # The max is subtracted before dividing by T: scores near +-1e308 divided by T < 1 would overflow to inf.
+    shifted = (scores - np.repeat(ragged_max(scores, offsets), counts)) / temperature
     log_norm = np.log(ragged_sum(np.exp(shifted), offsets))
     return shifted - np.repeat(log_norm, counts)
 

@@ -20,6 +20,12 @@ outside it: ``T`` is set to that bound, ``at_bound_`` says which, and a
 as ``T -> 0``) or when the scores rank the gold answer no better than chance (``T -> infinity``).
 The default range ``[1e-3, 1e5]`` covers real LLM scores: for summed log-likelihoods of long answers
 the NLL-optimal T can be in the thousands.
+
+Any finite scores work, even ``±1e308`` whose differences overflow float64: the fit runs on the
+scores times ``2**-k`` (so every |score| <= 1 and a question's spread is <= 2; T scales with them,
+exactly), and where ``beta`` itself would overflow it forms ``beta * centred`` as
+``-exp(log beta + log(-centred))``; no step can make a NaN. One such extreme score typically drives
+T to a bound, which ``at_bound_`` then says (and the audit's notes and report with it).
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from first_eval.calibrators.base import check_fit_input, check_fitted, check_kind
-from first_eval.scores import ChoiceProbs, ChoiceScores, ragged_max, ragged_sum
+from first_eval.scores import ChoiceProbs, ChoiceScores, ragged_argmax, ragged_max, ragged_sum
 
 DEFAULT_MIN_TEMPERATURE = 1e-3
 DEFAULT_MAX_TEMPERATURE = 1e5
@@ -74,7 +80,7 @@ class TemperatureScaling:
         temperature, at_bound = nll_optimal_temperature(scores, self.min_temperature, self.max_temperature)
         self.temperature_ = temperature
         self.at_bound_ = at_bound
-        self.nll_ = float(-scores.gold_log_probs(temperature).mean())
+        self.nll_ = float(-tempered_log_probs(scores, temperature)[scores.offsets[:-1] + scores.gold].mean())
         self.n_fit_ = scores.n_questions
         if at_bound is not None:
             accuracy = float(scores.probabilities().correct.mean())
@@ -94,7 +100,8 @@ class TemperatureScaling:
     def transform(self, scores: ChoiceScores) -> ChoiceProbs:
         """``softmax(scores / temperature_)`` within each question; predictions are the scores' argmax."""
         check_fitted(self, "temperature_")
-        return scores.probabilities(self.temperature_)
+        probs = np.exp(tempered_log_probs(scores, self.temperature_))
+        return ChoiceProbs(probs, scores.offsets, scores.gold, ragged_argmax(scores.choice_scores, scores.offsets))
 
     def to_dict(self) -> dict[str, Any]:
         check_fitted(self, "temperature_")
@@ -145,23 +152,62 @@ def nll_optimal_temperature(
 
     offsets = scores.offsets
     counts = scores.n_choices
-    # Centre each question on its max: beta * centred <= 0, so exp never overflows and Z >= 1.
-    centred = scores.choice_scores - np.repeat(ragged_max(scores.choice_scores, offsets), counts)  # (total,)
-    gold_centred = centred[offsets[:-1] + scores.gold]  # (n,)
+    # Centre each question on its max after scaling by 2**-k (module docstring): centred in [-2, 0], finite.
+    scale_exponent = _scale_exponent(scores.choice_scores)
+    scaled = np.ldexp(scores.choice_scores, -scale_exponent)  # (total,) exact unless it underflows
+    centred = scaled - np.repeat(ragged_max(scaled, offsets), counts)  # (total,) <= 0, max 0 per question
     if not centred.any():
         return 1.0, None
-    mean_gold = float(gold_centred.mean())
+    gold_centred = centred[offsets[:-1] + scores.gold]  # (n,)
+    n = len(gold_centred)
+    log_neg_centred: list[np.ndarray] = []  # log(-centred), made only if beta leaves the float range
 
     def nll_slope(log_beta: float) -> float:
-        """g(beta) = mean_i(E_p[s_i] - s_{i,gold}), beta = exp(log_beta)."""
-        weights = np.exp(math.exp(log_beta) * centred)  # (total,) unnormalised p
-        expected = ragged_sum(weights * centred, offsets) / ragged_sum(weights, offsets)  # (n,)
-        return float(expected.mean()) - mean_gold
+        """g(beta) = mean_i(E_p[s_i] - s_{i,gold}) for the scaled scores, beta = exp(log_beta) (may exceed float range)."""
+        if log_beta < 700.0:  # beta < 1e304, so beta * centred >= -2e304: finite
+            weights = np.exp(math.exp(log_beta) * centred)  # (total,) unnormalised p
+        else:  # exp(beta * centred) as exp(-exp(log beta + log(-centred))): 0 where beta * centred < -1e308
+            if not log_neg_centred:
+                with np.errstate(divide="ignore"):
+                    log_neg_centred.append(np.log(-centred))  # (total,), -inf at each question's max
+            with np.errstate(over="ignore"):
+                weights = np.exp(-np.exp(log_beta + log_neg_centred[0]))
+        expected = ragged_sum(weights * centred, offsets) / ragged_sum(weights, offsets)  # (n,), sum of weights >= 1
+        return float(np.sum((expected - gold_centred) / n))
 
-    log_beta_low, log_beta_high = -math.log(max_temperature), -math.log(min_temperature)
+    # T' = T * 2**-k for the scaled scores, so log beta' = log(2**k) - log T.
+    shift = scale_exponent * math.log(2.0)
+    log_beta_low, log_beta_high = shift - math.log(max_temperature), shift - math.log(min_temperature)
     if nll_slope(log_beta_low) >= 0.0:  # NLL increasing in beta everywhere: optimum at the largest T
         return max_temperature, "max"
     if nll_slope(log_beta_high) <= 0.0:  # NLL decreasing in beta everywhere: optimum at the smallest T
         return min_temperature, "min"
     log_beta = brentq(nll_slope, log_beta_low, log_beta_high, xtol=1e-12, rtol=4 * np.finfo(float).eps, maxiter=200)
-    return float(math.exp(-log_beta)), None
+    temperature = math.exp(shift - log_beta)
+    return float(min(max(temperature, min_temperature), max_temperature)), None
+
+
+def tempered_log_probs(scores: ChoiceScores, temperature: float) -> np.ndarray:
+    """(total,) ``log softmax(scores / T)`` per question, for any finite scores and T > 0 (never NaN).
+
+    Each question is centred on its max *before* dividing by T (``s / T`` alone overflows for
+    ``s = 1e308, T < 1``, and ``inf - inf`` is NaN), on scores scaled by ``2**-k`` so the centring
+    itself cannot overflow; a choice infinitely far below its question's best gets ``-inf``.
+    """
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0; got {temperature!r}")
+    offsets = scores.offsets
+    counts = scores.n_choices
+    scale_exponent = _scale_exponent(scores.choice_scores)
+    scaled = np.ldexp(scores.choice_scores, -scale_exponent)
+    centred = scaled - np.repeat(ragged_max(scaled, offsets), counts)  # (total,) in [-2, 0]
+    with np.errstate(over="ignore"):
+        shifted = np.ldexp(centred / temperature, scale_exponent)  # (s - max s) / T; may be -inf, never NaN
+    log_norm = np.log(ragged_sum(np.exp(shifted), offsets))  # (n,) >= 0: each question's max contributes exp(0)
+    return shifted - np.repeat(log_norm, counts)
+
+
+def _scale_exponent(values: np.ndarray) -> int:
+    """k >= 0 with max|values| * 2**-k <= 1 (0 when the values are already within [-1, 1])."""
+    largest = float(np.max(np.abs(values))) if len(values) else 0.0
+    return max(int(np.frexp(largest)[1]), 0) if largest > 1.0 else 0

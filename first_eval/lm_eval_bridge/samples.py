@@ -15,8 +15,7 @@ arguments as ``{"gen_args_j": {"arg_0": context, "arg_1": continuation}}``).
 from __future__ import annotations
 
 import dataclasses
-
-import json
+import itertools
 import math
 import re
 from dataclasses import dataclass
@@ -26,9 +25,12 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from first_eval.errors import InputError
+from first_eval.json_input import json_error_reason, json_lines, open_input, parse_json, read_json_value, rejoin
 from first_eval.scores import ChoiceScores, apply_score_mode
 
 _SAMPLES_FILE = re.compile(r"^samples_(?P<task>.+)_(?P<date>\d{4}-\d{2}-\d{2}T[\d\-.:]+)\.jsonl$")
+_INT64 = 2**63
+_UNSET = object()  # no record read yet (a record's own filter may be None)
 
 
 @dataclass(frozen=True)
@@ -92,37 +94,50 @@ def task_name_from_path(path: Path) -> str | None:
 
 
 def read_samples_path(path: Path) -> list[TaskSamples]:
-    """Read one samples JSONL (one task) or one results JSON holding ``samples`` (one or more tasks)."""
+    """Read one samples JSONL (one task) or one results JSON holding ``samples`` (one or more tasks).
+
+    A JSONL file is read line by line, each record converted as it comes (memory follows the questions, not
+    the file); a ``.json`` file, or a file holding one JSON value, is parsed whole. Anything else that
+    cannot be read (a device, a binary file, JSON nested too deeply ...) is one ``InputError``.
+    """
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: no such file")
     if path.is_dir():
         raise InputError(f"{path}: is a folder; pass the samples_*.jsonl or results*.json files inside it")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as error:
-        raise InputError(f"{path}: not a UTF-8 text file ({error.reason} at byte {error.start})") from None
-    if not text.strip():
-        raise InputError(f"{path}: the file is empty")
-    stripped = text.lstrip()
-    if path.suffix == ".json" or (stripped.startswith("{") and "\n{" not in stripped.rstrip()):
+    with open_input(path, hint="; pass an lm-eval samples_<task>_<date>.jsonl file") as stream:
+        if path.suffix == ".json":
+            return _tasks_from_document(read_json_value(stream, path), path)
+        lines = json_lines(stream, path)
+        first = next(lines, None)
+        if first is None:
+            raise InputError(f"{path}: the file is empty")
+        second = next(lines, None)
+        line_number, text = first
         try:
-            document = json.loads(text)
-        except json.JSONDecodeError as error:
-            if path.suffix == ".json":
-                raise InputError(f"{path}: not valid JSON (line {error.lineno}: {error.msg})") from None
-        else:
-            if isinstance(document, dict) and "samples" in document:
-                return _tasks_from_results(document, path)
-            if isinstance(document, dict) and "doc_id" in document:
-                return [task_samples_from_records([(1, document)], _task_for_file(path, [document]), str(path))]
-            raise InputError(
-                f"{path}: a JSON object without a 'samples' field; rerun lm-eval with --log_samples "
-                "and pass the samples_<task>_<date>.jsonl file"
-            )
-    records = list(_jsonl_records(text, path))
-    task = _task_for_file(path, [r for _, r in records[:1]])
-    return [task_samples_from_records(records, task, str(path))]
+            record = parse_json(text)
+        except ValueError as error:
+            line_error = f"{path}: line {line_number}: not valid JSON ({json_error_reason(error)})"
+            if second is None or not text.lstrip().startswith(("{", "[")):
+                raise InputError(line_error) from None
+            # Maybe a pretty-printed JSON document (a results JSON under another name): parse the whole file;
+            # if it is not one either, the first line is what is wrong.
+            document = read_json_value(stream, path, already=rejoin([first, second]), syntax_error=line_error)
+            return _tasks_from_document(document, path)
+        if second is None and isinstance(record, dict):  # a one-line file: a results JSON or a single record
+            return _tasks_from_document(record, path)
+        rest = _jsonl_records(itertools.chain([second] if second else [], lines), path)
+        records = itertools.chain([(line_number, record)], rest)
+        return [task_samples_from_records(records, _task_for_file(path, [record]), str(path))]
+
+
+def _tasks_from_document(document: Any, path: Path) -> list[TaskSamples]:
+    if isinstance(document, dict) and "samples" in document:
+        return _tasks_from_results(document, path)
+    if isinstance(document, dict) and "doc_id" in document:
+        return [task_samples_from_records([(1, document)], _task_for_file(path, [document]), str(path))]
+    raise InputError(
+        f"{path}: a JSON {'object' if isinstance(document, dict) else type(document).__name__} without a 'samples' "
+        "field; rerun lm-eval with --log_samples and pass the samples_<task>_<date>.jsonl file"
+    )
 
 
 def task_samples_from_records(numbered_records: Iterable[tuple[int, dict]] | Iterable[dict], task: str, source: str,
@@ -130,7 +145,9 @@ def task_samples_from_records(numbered_records: Iterable[tuple[int, dict]] | Ite
     """Convert lm-eval sample records (stringified or not) to ``TaskSamples``.
 
     ``numbered_records`` yields ``(line_number, record)`` pairs (for error messages) or bare records.
-    When a doc appears under several filters, the first filter's record is used.
+    lm-eval writes one record per (doc, filter); when a doc appears under several filters, the first
+    filter's record is used. The same ``doc_id`` twice under one filter is refused (files of two runs
+    concatenated, say), as is a ``doc_id`` that is not an integer.
     """
     loglik_sums: list[float] = []
     greedy: list[bool] = []
@@ -143,8 +160,9 @@ def task_samples_from_records(numbered_records: Iterable[tuple[int, dict]] | Ite
     recorded: dict[str, list[float]] = {"acc": [], "acc_norm": []}
     has_recorded = {"acc": True, "acc_norm": True}
     multiple_input = False
-    seen_docs: set[Any] = set()
-    first_filter: str | None = None
+    seen_docs: set[tuple[str | None, int]] = set()
+    duplicates: list[tuple[int, int]] = []  # (line, doc_id) of each record repeating a (filter, doc_id)
+    first_filter: Any = _UNSET
 
     for position, item in enumerate(numbered_records, start=1):
         line, record = item if isinstance(item, tuple) else (position, item)
@@ -152,13 +170,16 @@ def task_samples_from_records(numbered_records: Iterable[tuple[int, dict]] | Ite
         if not isinstance(record, dict):
             raise InputError(f"{where}: expected a JSON object, got {type(record).__name__}")
         record_filter = record.get("filter")
-        first_filter = record_filter if first_filter is None else first_filter
+        if record_filter is not None and not isinstance(record_filter, str):
+            raise InputError(f"{where}: field 'filter' is {_short(record_filter)}, not a filter name")
+        doc_id = _doc_id(record.get("doc_id", position - 1), where)
+        if (record_filter, doc_id) in seen_docs:
+            duplicates.append((line, doc_id))
+            continue
+        seen_docs.add((record_filter, doc_id))
+        first_filter = record_filter if first_filter is _UNSET else first_filter
         if record_filter != first_filter:
             continue
-        doc_id = record.get("doc_id", position - 1)
-        if doc_id in seen_docs:
-            continue
-        seen_docs.add(doc_id)
 
         lls, flags = _choice_logliks(record, where)
         continuations, same_continuation = _continuations(record, len(lls))
@@ -175,7 +196,7 @@ def task_samples_from_records(numbered_records: Iterable[tuple[int, dict]] | Ite
         loglik_sums.extend(lls)
         counts.append(len(lls))
         gold.append(target)
-        doc_ids.append(int(doc_id) if _is_int_like(doc_id) else len(doc_ids))
+        doc_ids.append(doc_id)
         if same_continuation:
             multiple_input = True
         elif continuations is not None:
@@ -192,8 +213,16 @@ def task_samples_from_records(numbered_records: Iterable[tuple[int, dict]] | Ite
                         "(e.g. truthfulqa_mc2's probability mass), so its choices have no single gold answer to calibrate"
                     )
 
+    origin = source if source != "lm-eval run" else f"task {task}"
+    if duplicates:
+        shown = ", ".join(f"{doc_id} (line {line})" for line, doc_id in duplicates[:5])
+        raise InputError(
+            f"{origin}: {len(duplicates)} record(s) repeat a doc_id already seen under the same filter, e.g. doc_id "
+            f"{shown}{', ...' if len(duplicates) > 5 else ''}; lm-eval writes each question once per filter "
+            "(were the samples files of two runs concatenated?)"
+        )
     if not counts:
-        raise InputError(f"{source}: no samples found")
+        raise InputError(f"{origin}: no samples found")
     offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     lengths = None if multiple_input or len(char_lengths) != offsets[-1] else np.asarray(char_lengths)
     return TaskSamples(
@@ -211,14 +240,12 @@ def task_samples_from_records(numbered_records: Iterable[tuple[int, dict]] | Ite
     )
 
 
-def _jsonl_records(text: str, path: Path) -> Iterator[tuple[int, dict]]:
-    for line_number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
+def _jsonl_records(lines: Iterable[tuple[int, str]], path: Path) -> Iterator[tuple[int, Any]]:
+    for line_number, line in lines:
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise InputError(f"{path}: line {line_number}: not valid JSON ({error.msg} at column {error.colno})") from None
+            record = parse_json(line)
+        except ValueError as error:
+            raise InputError(f"{path}: line {line_number}: not valid JSON ({json_error_reason(error)})") from None
         yield line_number, record
 
 
@@ -249,7 +276,10 @@ def _choice_logliks(record: dict, where: str) -> tuple[list[float], list[bool | 
     responses = record.get("filtered_resps", record.get("resps"))
     if responses is None:
         raise InputError(f"{where}: no 'filtered_resps' field; is this an lm-eval samples file?")
-    if not isinstance(responses, list) or not responses:
+    if not isinstance(responses, list):
+        raise InputError(f"{where}: field 'filtered_resps' is {_short(responses)}, not a list of "
+                         "(log-likelihood, is_greedy) pairs")
+    if not responses:
         raise InputError(f"{where}: field 'filtered_resps' is empty")
     lls, flags = [], []
     for j, response in enumerate(responses):
@@ -268,10 +298,21 @@ def _choice_logliks(record: dict, where: str) -> tuple[list[float], list[bool | 
                 "calibration needs a multiple-choice (loglikelihood) task, not a generation task"
             )
         if not math.isfinite(value):
-            raise InputError(f"{where}: field 'filtered_resps[{j}][0]' is {response[0]!r}; log-likelihoods must be finite")
+            raise InputError(f"{where}: field 'filtered_resps[{j}][0]' is {_short(response[0])}; log-likelihoods must be finite")
         lls.append(value)
         flags.append(_to_bool(response[1]))
     return lls, flags
+
+
+def _doc_id(value: Any, where: str) -> int:
+    """lm-eval's ``doc_id``: an integer (a digit string is accepted too) within int64."""
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InputError(f"{where}: field 'doc_id' is {_short(value)}, not an integer document id")
+    if not -_INT64 <= int(value) < _INT64:
+        raise InputError(f"{where}: field 'doc_id' is {_short(value)}, outside the 64-bit integer range")
+    return int(value)
 
 
 def _to_bool(value: Any) -> bool | None:
@@ -296,18 +337,22 @@ def _continuations(record: dict, n_choices: int) -> tuple[list[str] | None, bool
     arguments = record.get("arguments")
     pairs: list[Any] = []
     if isinstance(arguments, dict):  # saved form: {"gen_args_0": {"arg_0": ctx, "arg_1": cont}, ...}
-        pairs = [
-            (v.get("arg_0"), v.get("arg_1")) if isinstance(v, dict) else v
-            for _, v in sorted(arguments.items(), key=lambda kv: int(str(kv[0]).rsplit("_", 1)[-1]) if str(kv[0]).rsplit("_", 1)[-1].isdigit() else 0)
-        ]
+        pairs = [(v.get("arg_0"), v.get("arg_1")) if isinstance(v, dict) else v
+                 for _, v in sorted(arguments.items(), key=lambda kv: _argument_number(kv[0]))]
     elif isinstance(arguments, list):
         pairs = arguments
     continuations = [p[1] for p in pairs if isinstance(p, (list, tuple)) and len(p) >= 2 and isinstance(p[1], str)]
     if len(continuations) != len(pairs) or len(continuations) not in (n_choices,):
         return None, False
-    contexts = [p[0] for p in pairs]
-    same = len(set(continuations)) == 1 and len(set(map(str, contexts))) > 1
+    contexts = {p[0] if isinstance(p[0], str) else _short(p[0]) for p in pairs}
+    same = len(set(continuations)) == 1 and len(contexts) > 1
     return continuations, same
+
+
+def _argument_number(key: str) -> int:
+    """``gen_args_12`` -> 12 (saved files key each request by its number); 0 for any other key."""
+    suffix = str(key).rsplit("_", 1)[-1]
+    return int(suffix) if suffix.isascii() and suffix.isdigit() and len(suffix) <= 18 else 0
 
 
 def _has_unconditional_half(record: dict) -> bool:
@@ -333,25 +378,31 @@ def _gold_index(target: Any, continuations: list[str] | None, n_choices: int, wh
         raise InputError(f"{where}: field 'target' is {target!r}, not a gold choice index")
     if isinstance(target, (int, np.integer)) or (isinstance(target, float) and target.is_integer()):
         index = int(target)
-    elif isinstance(target, str) and re.fullmatch(r"-?\d+", target.strip()):
-        index = int(target.strip())
+    elif isinstance(target, str) and re.fullmatch(r"-?[0-9]+", target.strip()):
+        digits = target.strip()
+        index = int(digits) if len(digits) <= 20 else n_choices  # int() refuses > 4300 digits; any long one is out of range
     elif isinstance(target, str) and continuations is not None:
         choices = _strip_delimiter(continuations)
         if target not in choices:
-            raise InputError(f"{where}: field 'target' is {target!r}, which is neither an index nor one of the choices {choices!r}")
+            raise InputError(f"{where}: field 'target' is {_short(target)}, which is neither an index nor one of the "
+                             f"choices {_short(choices, 200)}")
         index = choices.index(target)
     elif isinstance(target, (list, str)):
         raise InputError(f"{where}: field 'target' is {_short(target)}; tasks with several gold answers are not supported")
     else:
         raise InputError(f"{where}: field 'target' is {_short(target)}, not a gold choice index")
     if not 0 <= index < n_choices:
-        raise InputError(f"{where}: field 'target' is {index}, outside the {n_choices} choices (0..{n_choices - 1})")
+        shown = target.strip() if isinstance(target, str) else str(index)
+        shown = shown if len(shown) <= 24 else shown[:21] + "..."
+        raise InputError(f"{where}: field 'target' is {shown}, outside the {n_choices} choices (0..{n_choices - 1})")
     return index
 
 
 def _to_float(value: Any) -> float | None:
     if isinstance(value, bool):
         return None
+    if isinstance(value, (int, np.integer)) and abs(int(value)) > 2**1024:  # float() would raise OverflowError
+        return math.inf if value > 0 else -math.inf
     if isinstance(value, (int, float, np.floating, np.integer)):
         return float(value)
     if isinstance(value, str):
@@ -366,10 +417,10 @@ def _is_number_like(value: Any) -> bool:
     return _to_float(value) is not None
 
 
-def _is_int_like(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) or (isinstance(value, str) and value.isdigit())
-
-
 def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
+    """``repr(value)`` cut to ``limit`` characters (a value from a file may be huge or nested very deeply)."""
+    try:
+        text = repr(value)
+    except (RecursionError, ValueError):  # nested too deeply, or an integer of over 4300 digits
+        return f"a {type(value).__name__} too large to show"
     return text if len(text) <= limit else text[: limit - 3] + "..."

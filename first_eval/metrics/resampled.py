@@ -8,9 +8,10 @@ costs one matrix product and one prefix-sum pass per resample instead of ``B`` m
   ties). Every bin is then a contiguous run of positions, so per-bin counts are differences of the
   prefix sums ``S_before(p) = sum_{j<p} w_j``, and per-bin wrong counts are the same over the runs of
   consecutive wrong answers.
-- Per-bin confidence sums, Brier and NLL come from one float32 product ``W @ F`` (B, n) x (n, 2+2M);
-  ``F``'s columns are centred (confidence minus its bin's mean, score minus its mean) so float32 rounding
-  stays ~1e-7 of the spread, and the centres are added back exactly.
+- Per-bin confidence sums, Brier, NLL and the smooth-ECE grid values come from float32 products
+  ``W[:, segment] @ F[segment]`` over the segments between consecutive bin and grid-cell boundaries
+  (``segment_sums.py``); ``F``'s columns are centred (confidence minus its bin's mean, score minus its mean)
+  so float32 rounding stays ~1e-7 of the spread, and the centres are added back exactly.
 - AUROC (Mann-Whitney U with ties at 1/2): with ``S_i`` the prefix sum through position i, summing
   ``w_i S_i`` over a run of wrong answers telescopes, ``sum_run w_i S_i = (S_end^2 - S_start^2 +
   sum_run w_i^2) / 2`` (S_start, S_end: the prefix sums just before and at the end of the run), giving
@@ -20,7 +21,7 @@ costs one matrix product and one prefix-sum pass per resample instead of ``B`` m
   and ``Phi(x) = sum_{j<x} H_j`` (a lookup table); tie groups holding both spread their errors evenly
   (as in ``selective.py``).
 - Selective accuracy: binary search for the coverage cut in the prefix sums.
-- Smooth ECE: grid values are a sparse linear map of ``w``; the point estimate's smoothing and mesh
+- Smooth ECE: grid values are per-cell sums of ``w`` times the interpolation weights; the smoothing and mesh
   interpolation then act as one precomputed matrix (``SmoothEceAtBandwidth``), with the kernel
   bandwidth FIXED at the full sample's self-consistent ``sigma*`` (re-running the bisection would cost
   11 smoothings per resample).
@@ -48,6 +49,7 @@ from first_eval.metrics.bootstrap import resample_counts, resample_draw_blocks
 from first_eval.metrics.debiased import debiased_l2_from_bin_sums
 from first_eval.metrics.ece import calibration_errors_from_gaps
 from first_eval.metrics.ranking import ConfidenceRanking
+from first_eval.metrics.segment_sums import SegmentSums
 from first_eval.metrics.smooth_ece import SmoothEceAtBandwidth, grid_assignment
 
 SCALAR_METRICS = (
@@ -83,7 +85,6 @@ class ResampleEngine:
         self.correct = ranking.correct
         self.coverages = np.asarray(coverages, dtype=np.float64)
         ranked = ranking.confidences
-        positions = np.arange(n)
 
         # Bins are contiguous runs of ranked positions: bin b is [starts[b], starts[b+1]).
         width_bins = equal_width_bin_indices(ranked, n_bins)
@@ -95,12 +96,8 @@ class ResampleEngine:
         self.mass_centres = _bin_means(ranked, mass_bins, self.n_mass)
         brier, nll = np.asarray(brier)[ranking.order], np.asarray(nll)[ranking.order]
         self.brier_mean, self.nll_mean = float(brier.mean()), float(nll.mean())
-        features = np.zeros((n, 2 + self.n_width + self.n_mass), dtype=np.float32)
-        features[:, 0] = brier - self.brier_mean
-        features[:, 1] = nll - self.nll_mean
-        features[positions, 2 + width_bins] = ranked - self.width_centres[width_bins]
-        features[positions, 2 + self.n_width + mass_bins] = ranked - self.mass_centres[mass_bins]
-        self.features = features
+        self.smooth_bandwidth = smooth_bandwidth
+        self._init_segments(ranking, width_bins, mass_bins, brier, nll)
 
         # Wrong answers come in runs of consecutive positions; per resample only the prefix sums at the
         # ends of the runs are needed (sums over a run telescope). Mixed tie groups hold right and wrong.
@@ -130,10 +127,33 @@ class ResampleEngine:
         self.phi = np.concatenate([[0.0], np.cumsum(harmonic[:n])])  # Phi(x) = sum_{j<x} H_j, x = 0..n
         self._phi_of_rest = self.phi[::-1].copy()  # Phi(n - s) looked up by s
 
-        self.smooth_bandwidth = smooth_bandwidth
-        if smooth_bandwidth is not None:
-            self._smooth_ece = SmoothEceAtBandwidth(smooth_bandwidth)
-            self._smooth_map = _grid_map(ranked, ranked - ranking.correct, self._smooth_ece.n_grid)
+    def _init_segments(self, ranking: ConfidenceRanking, width_bins, mass_bins, brier, nll) -> None:
+        """Segments cut at every bin and smooth-ECE grid cell boundary, and the coefficients summed over them.
+
+        Columns: brier and NLL (centred on their means), confidence minus its equal-width and its equal-mass bin's
+        mean (centred, so float32 sums stay ~1e-7 of the spread; the centres are added back exactly), and with a
+        smooth-ECE bandwidth the grid weights ``1 - frac``, ``frac`` and the same times the residual ``c - y``
+        (``smooth_ece.round_to_grid``: question i puts ``1 - frac`` on grid point ``cell``, ``frac`` on ``cell + 1``).
+        """
+        n, ranked = ranking.n, ranking.confidences
+        columns = [brier - self.brier_mean, nll - self.nll_mean, ranked - self.width_centres[width_bins],
+                   ranked - self.mass_centres[mass_bins]]
+        cuts = [self.width_starts, self.mass_starts, [0, n]]
+        if self.smooth_bandwidth is not None:
+            self._smooth_ece = SmoothEceAtBandwidth(self.smooth_bandwidth)
+            cells, fractions = grid_assignment(ranked, self._smooth_ece.n_grid)
+            residuals = ranked - ranking.correct
+            columns += [1 - fractions, fractions, (1 - fractions) * residuals, fractions * residuals]
+            cuts.append(np.flatnonzero(np.diff(cells)) + 1)
+        bounds = np.unique(np.concatenate(cuts))
+        self._segments = SegmentSums(bounds, np.stack(columns, axis=1))
+        first = bounds[:-1]  # each segment lies in one bin of each kind and one grid cell
+        self._width_of_segment = _one_hot(width_bins[first], self.n_width)  # (M, S)
+        self._mass_of_segment = _one_hot(mass_bins[first], self.n_mass)
+        if self.smooth_bandwidth is not None:
+            cell_of_segment = cells[first]
+            self._cell_starts = np.flatnonzero(np.diff(cell_of_segment, prepend=-1))  # first segment of each cell
+            self._cells = cell_of_segment[self._cell_starts]  # the grid cells that hold questions, ascending
 
     def evaluate(self, counts: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
         """Metrics for a block of resamples.
@@ -153,7 +173,9 @@ class ResampleEngine:
                   weights: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
         """``evaluate`` for B int64 count rows and the same counts as a (B, n) float32 matrix."""
         n, n_rows = self.n, len(count_rows)
-        feature_sums = (weights @ self.features).astype(np.float64)  # (B, 2 + M + M')
+        segment_sums = self._segments(weights)  # (S, B, columns)
+        feature_sums = np.concatenate([segment_sums[:, :, :2].sum(axis=0), (self._width_of_segment @ segment_sums[:, :, 2]).T,
+                                       (self._mass_of_segment @ segment_sums[:, :, 3]).T], axis=1)  # (B, 2 + M + M')
 
         # The one pass over each row: its prefix sums (int64: ~5x faster than a float cumsum), read at
         # the run ends, the probes and the coverage cuts. Prefix sums are integers, so "prefix > m" is
@@ -186,9 +208,12 @@ class ResampleEngine:
                                           cut_at, cut_before, cut_wrong_before)
         smooth = np.empty(0)
         if self.smooth_bandwidth is not None:
-            grids = self._smooth_map(weights)  # (2G, B)
             n_grid = self._smooth_ece.n_grid
-            smooth = self._smooth_ece(grids[:n_grid].T, grids[n_grid:].T)
+            per_cell = np.add.reduceat(segment_sums[:, :, 4:], self._cell_starts, axis=0)  # (cells, B, 4)
+            grids = np.zeros((2, n_grid, n_rows))  # weights and weights x residual on the grid
+            grids[:, self._cells] += per_cell[:, :, 0::2].transpose(2, 0, 1)  # 1 - frac to the cell's left point
+            grids[:, self._cells + 1] += per_cell[:, :, 1::2].transpose(2, 0, 1)  # frac to its right point
+            smooth = self._smooth_ece(grids[0].T, grids[1].T)
         return scalars, selective, smooth
 
     def _finish(self, feature_sums, run_squares, phi_sums, probe_before, probe_wrong_before,
@@ -355,23 +380,8 @@ class _Runs:
         return whole + partial
 
 
-def _grid_map(confidences: np.ndarray, residuals: np.ndarray, n_grid: int):
-    """A function (R, n) float32 weights -> (2G, R) grid values of the weights and of ``w * residual``.
-
-    The map is ``smooth_ece.round_to_grid`` as a sparse (n, 2G) matrix: question i puts ``1 - frac`` on
-    grid point ``cell`` and ``frac`` on ``cell + 1`` (columns G.. hold the same times its residual).
-    """
-    from scipy import sparse
-
-    cells, fractions = grid_assignment(confidences, n_grid)
-    n = len(confidences)
-    columns = np.stack([cells, cells + 1, n_grid + cells, n_grid + cells + 1], axis=1)  # ascending per row
-    values = np.stack([1 - fractions, fractions, (1 - fractions) * residuals, fractions * residuals], axis=1)
-    matrix = sparse.csr_matrix(
-        (values.astype(np.float32).ravel(), columns.ravel(), np.arange(0, 4 * n + 1, 4)), shape=(n, 2 * n_grid))
-    transposed = matrix.T  # (2G, n), CSC: a free view
-
-    def apply(weights: np.ndarray) -> np.ndarray:
-        return np.asarray(transposed @ np.ascontiguousarray(weights.T), dtype=np.float64)
-
-    return apply
+def _one_hot(index: np.ndarray, size: int) -> np.ndarray:
+    """(size, len(index)) float64: column q is the unit vector of ``index[q]``."""
+    matrix = np.zeros((size, len(index)))
+    matrix[index, np.arange(len(index))] = 1.0
+    return matrix
