@@ -45,6 +45,19 @@ def demo_command(
     except InputError as error:
         raise fail(str(error))
     print_distill_summary(Path(report).parent / "metrics.json")
+    print_demo_reference(Path(report).parent / "metrics.json", seed)
+
+
+def print_demo_reference(metrics_path: Path, seed: int) -> None:
+    """The seed's own figures beside the README's multi-seed mean ± sd (first_distill/demo/reference.py)."""
+    import json
+
+    from first_distill.demo.config import WorldConfig
+    from first_distill.demo.reference import load_reference, reference_lines
+
+    metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+    for line in reference_lines(metrics, load_reference(WorldConfig().config_hash()), seed):
+        typer.echo(line, err=True)
 
 
 distill_app = typer.Typer(
@@ -130,7 +143,10 @@ def distill_command(
             apply_chat_template=apply_chat_template, system_instruction=system_instruction, resume=resume))
     except InputError as error:
         raise fail(str(error))
-    print_distill_summary(result.report.parent / "metrics.json")
+    from first_distill.knowledge.ranks import process_state
+
+    if process_state().is_main_process:  # under accelerate launch only the main process audits and reports
+        print_distill_summary(result.report.parent / "metrics.json")
 
 
 def print_distill_summary(metrics_path: Path) -> None:
@@ -180,6 +196,9 @@ def extract_command(
 ) -> None:
     """Store the tempered teacher's top-k tokens per completion position (FIRST's concentrated knowledge).
 
+    Under `accelerate launch --num_processes N -m first_eval.cli distill extract ...` (or torchrun) the N processes
+    split the training sequences and write one store; a killed run is resumed with the same N.
+
     Examples:
 
       first distill extract --teacher runs/teacher --train-task arc_easy --data-dir ../shared/datasets --output runs/knowledge
@@ -202,6 +221,8 @@ def extract_command(
             prob_bits=prob_bits))
     except InputError as error:
         raise fail(str(error))
+    if result.rank != 0:  # the summary once, from the main process
+        return
     stats, temperature = result.manifest.stats, result.teacher_temperature
     if selection == "sample":
         mass, what = stats["extraction"].get("sampled_teacher_mass_mean"), "mean teacher mass of the sampled ids"
@@ -215,7 +236,10 @@ def extract_command(
                + (f", {what} {mass:.3f}" if mass is not None else "")
                + f", {stats.get('bytes_per_position') or 0:.1f} bytes/position"
                + (f", {result.positions_per_second:,.0f} positions/s" if result.positions_per_second else "")
-               + (f" (resumed at sequence {result.resumed_from})" if result.resumed_from else ""), err=True)
+               + (f" with {result.world_size} processes" if result.world_size > 1 else "")
+               + ((f" (resumed at sequence {result.resumed_from})" if result.world_size == 1 else
+                   f" (resumed: {result.resumed_from} sequences were already extracted)") if result.resumed_from else ""),
+               err=True)
 
 
 @distill_app.command("init-student")
