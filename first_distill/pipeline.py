@@ -440,11 +440,11 @@ def run_distill(config: DistillConfig, reference_models: Mapping[str, Path] | No
         import torch
 
         config = dataclasses.replace(config, device="cuda" if torch.cuda.is_available() else "cpu")
-    from accelerate import PartialState
+    from first_distill.knowledge.ranks import process_state
 
-    # Under accelerate/torchrun every process runs this function: the main one fits T, extracts and audits;
-    # the others wait for it, then all train together (train_student is distributed-aware).
-    state = PartialState()
+    # Under accelerate/torchrun every process runs this function: the main one fits T and audits; the others
+    # wait for it; all extract (each its block of sequences) and train together (both are distributed-aware).
+    state = process_state()
     if state.is_main_process:
         fresh = not (output / CONFIG_FILE).is_file()
         prepare_output(config, output)
@@ -463,10 +463,10 @@ def run_distill(config: DistillConfig, reference_models: Mapping[str, Path] | No
     with state.main_process_first():
         temperature = teacher_temperature(config, output)
         seconds["teacher_temperature"] = time.perf_counter() - clock
-        clock = time.perf_counter()
         train_path = training_file(config, output)
-        stores = extract_stores(config, output, variants, temperature, train_path)
-        seconds["extraction"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    stores = extract_stores(config, output, variants, temperature, train_path)
+    seconds["extraction"] = time.perf_counter() - clock
     clock = time.perf_counter()
     trained = train_students(config, output, variants, temperature, train_path, stores)
     seconds["training"] = time.perf_counter() - clock

@@ -3,6 +3,7 @@ probabilities (or sampled ids and weights), stored compactly on disk and read ba
 
 - ``writer.py``: ``KnowledgeStoreWriter`` (atomic shards, manifest last) and ``resume_from``.
 - ``reader.py``: ``KnowledgeStore.open`` (verification against the student's tokenizer) and ``KnowledgeBatch``.
+- ``ranks.py``: several processes writing one store (``accelerate launch``): who takes which sequences.
 - ``manifest.py``, ``shard.py``: the on-disk format; ``id_packing.py``, ``prob_quantization.py``: the encoding of
   one position (15 bytes at k = 5 for vocabularies up to 65536 tokens); ``stats.py``: top-k mass summaries.
 - ``fingerprint.py``: ``tokenizer_fingerprint`` and file hashes, shared with extraction.

@@ -24,6 +24,15 @@ recomputes) and the resumed store stays byte-identical to the uninterrupted one 
 
 Every training pair must have a completion token; one without is refused (file and line) before T is fitted,
 the teacher is loaded or a file is written.
+
+Data-parallel (``accelerate launch`` / ``torchrun``; accelerate's ``PartialState`` gives the rank, the number
+of processes W and the barriers): the windows are cut into W blocks of consecutive sequences of about equal
+teacher cost (``rank_ranges``; ranks.py records the plan), so each rank forms exactly the batches a one-process
+run forms and the store holds the same numbers. Rank 0 resolves T (an ``auto`` fit runs once) and records it;
+the others load the teacher meanwhile, wait, and read it. Each rank writes its own shard series (with its own
+clock for ``shard_seconds``) and its part; rank 0 writes the manifest last, after every part, and all ranks
+return once it exists. A kill of any rank (the launcher then stops the rest) is resumed by the same command with
+the same number of processes, each rank from its own last complete shard.
 """
 
 from __future__ import annotations
@@ -31,7 +40,7 @@ from __future__ import annotations
 import inspect
 import json
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -41,9 +50,12 @@ from first_distill.knowledge.fingerprint import canonical_json_sha256, file_sha2
 from first_distill.model_folders import (
     ModelLocation, check_same_tokenizer, load_teacher, load_text_config, load_tokenizer, locate_model, tokenizer_identity)
 from first_distill.knowledge.manifest import MANIFEST_NAME, Manifest, write_json_atomically
+from first_distill.knowledge.ranks import (
+    finish_store, process_device, process_state, settle_plan, split_ranges, warn_if_idle, write_plan)
+from first_distill.knowledge.shard import shard_prefix
 from first_distill.knowledge.teacher_temperature import (
     TeacherTemperature, TemperatureFitConfig, parse_temperature_option, resolve_teacher_temperature)
-from first_distill.knowledge.writer import DEFAULT_SHARD_POSITIONS, KnowledgeStoreWriter, resume_from
+from first_distill.knowledge.writer import DEFAULT_SHARD_POSITIONS, KnowledgeStoreWriter
 from first_distill.training_data import (
     TokenizedExample, check_completion_tokens, check_max_length, read_training_jsonl, task_training_set,
     tokenize_examples)
@@ -110,7 +122,9 @@ class ExtractConfig:
 
 @dataclass(frozen=True)
 class ExtractResult:
-    """A finished store and what this run did (``resumed_from`` > 0: it continued a killed run)."""
+    """A finished store and what this run did, over all its processes: ``resumed_from`` sequences were already on
+    disk (> 0: it continued a killed run), ``positions_this_run`` were extracted in ``seconds`` (the slowest
+    rank's). ``rank`` of ``world_size``: the process this result was returned in."""
 
     folder: Path
     manifest: Manifest
@@ -118,6 +132,8 @@ class ExtractResult:
     resumed_from: int
     positions_this_run: int
     seconds: float
+    world_size: int = 1
+    rank: int = 0
 
     @property
     def positions_per_second(self) -> float | None:
@@ -128,7 +144,8 @@ class ExtractResult:
                 "n_positions": self.manifest.n_positions, "resumed_from": self.resumed_from,
                 "positions_this_run": self.positions_this_run, "seconds": self.seconds,
                 "positions_per_second": self.positions_per_second,
-                "teacher_temperature": self.teacher_temperature.to_dict(), "stats": self.manifest.stats}
+                "teacher_temperature": self.teacher_temperature.to_dict(), "world_size": self.world_size,
+                "stats": self.manifest.stats}
 
 
 # ------------------------------------------------------------------------------------------- models
@@ -255,17 +272,30 @@ class Window:
     batches: tuple[np.ndarray, ...]
 
 
-def plan_windows(lengths: np.ndarray, n_completion: np.ndarray, start: int, batch_size: int) -> list[Window]:
-    """The windows from the one holding ``start`` on (windows are aligned to multiples of their size)."""
+def plan_windows(lengths: np.ndarray, n_completion: np.ndarray, start: int, batch_size: int,
+                 span: tuple[int, int] | None = None) -> list[Window]:
+    """The windows from the one holding ``start`` on (windows are aligned to multiples of their size), clipped to
+    ``span`` = (first, stop) (one rank's sequences; default: all)."""
+    first_index, stop = span if span is not None else (0, len(lengths))
     size = WINDOW_BATCHES * batch_size
     windows = []
-    for first in range(start - start % size, len(lengths), size):
-        indices = np.arange(first, min(first + size, len(lengths)))
+    for aligned in range(start - start % size, stop, size):
+        first = max(aligned, first_index)
+        indices = np.arange(first, min(aligned + size, stop))
         indices = indices[n_completion[indices] > 0]
         ordered = indices[np.lexsort((indices, -lengths[indices]))]
-        windows.append(Window(first, min(first + size, len(lengths)),
+        windows.append(Window(first, min(aligned + size, stop),
                               tuple(ordered[i:i + batch_size] for i in range(0, len(ordered), batch_size))))
     return windows
+
+
+def rank_ranges(lengths: np.ndarray, n_completion: np.ndarray, batch_size: int,
+                world_size: int) -> tuple[tuple[int, int], ...]:
+    """Each rank's block of consecutive sequences: whole windows (so its batches are a one-process run's), of
+    about equal teacher cost (tokens through the teacher, padding included: rows x width per batch)."""
+    windows = plan_windows(lengths, n_completion, 0, batch_size)
+    costs = [sum(len(batch) * int(lengths[batch].max()) for batch in window.batches) for window in windows]
+    return split_ranges([(window.first, window.stop) for window in windows], costs, world_size)
 
 
 # ---------------------------------------------------------------------------------------------- the run
@@ -275,6 +305,7 @@ def extract_knowledge(config: ExtractConfig) -> ExtractResult:
     """Check everything, fix T, run the teacher and write the store (module docstring); ``InputError`` on bad input.
 
     Nothing is written before every input has been checked; a rerun after a kill continues where it stopped.
+    Under ``accelerate launch`` every process calls it with the same config and gets the same result (but ``rank``).
     """
     import torch
 
@@ -284,7 +315,8 @@ def extract_knowledge(config: ExtractConfig) -> ExtractResult:
         raise InputError(f"--output {output}: is a file, not a folder")
     if (output / MANIFEST_NAME).is_file():
         raise InputError(f"--output {output} already holds a complete knowledge store; choose another folder or delete it")
-    start = resume_from(output)
+    state = process_state()
+    rank, main = state.process_index, state.is_main_process
     teacher = locate_model(config.teacher, "--teacher")
     tokenizer = load_tokenizer(teacher, "--teacher")
     teacher_config = load_text_config(teacher, "--teacher")
@@ -299,39 +331,59 @@ def extract_knowledge(config: ExtractConfig) -> ExtractResult:
         raise InputError(f"--top-k {k}: exceeds the teacher's vocabulary of {vocab_size} tokens")
     training = (read_training_jsonl(config.train).first(config.train_limit) if config.train is not None else
                 task_training_set(config.train_task, config.data_dir, config.include_path, config.train_limit))
-    device = config.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = process_device(config.device, state)
     dtype_name = "bfloat16" if str(device).startswith("cuda") else "float32"
     max_length = config.max_length or int(getattr(teacher_config, "max_position_embeddings", None) or 2048)
     examples = tokenize_examples(training.examples, tokenizer, max_length)
     check_completion_tokens(training, examples)  # before T is fitted, the teacher loaded or a file written
-    temperature = _teacher_temperature(config, output, teacher, dtype_name, device)
+    lengths = np.asarray([len(e.input_ids) for e in examples], dtype=np.int64)
+    n_completion = np.asarray([e.n_completion for e in examples], dtype=np.int64)
+    plan = settle_plan(output, state.num_processes, len(examples),
+                       lambda: rank_ranges(lengths, n_completion, config.batch_size, state.num_processes))
+
+    def open_writer(temperature: TeacherTemperature) -> KnowledgeStoreWriter:
+        extra = {"training_data": training.to_dict(), "teacher_temperature": temperature.to_dict(),
+                 "tokenization": {"scheme": "lm-eval _encode_pair (causal), left-truncated", "max_length": max_length},
+                 "teacher_dtype": dtype_name, "sampling_seed": config.seed if config.selection == "sample" else None}
+        try:
+            return KnowledgeStoreWriter(
+                output, vocab_size=vocab_size, k=k, tokenizer_sha256=tokenizer_sha256, teacher_path=str(config.teacher),
+                teacher_config_sha256=teacher_config_sha256(teacher, model.config), temperature=temperature.value,
+                temperature_source=temperature.label, selection=config.selection,
+                samples_per_position=config.samples_per_position if config.selection == "sample" else None,
+                prob_bits=config.prob_bits, shard_positions=config.shard_positions,
+                shard_seconds=config.shard_seconds, extra=extra, first_sequence=plan.ranges[rank][0],
+                shard_prefix=shard_prefix(rank if plan.world_size > 1 else None))
+        except ValueError as error:
+            raise InputError(f"--output {output}: {error}") from None
+
+    if main:  # T is resolved once, here; the other ranks load the teacher meanwhile
+        temperature = _teacher_temperature(config, output, teacher, dtype_name, device)
     model = load_teacher(teacher, device, getattr(torch, dtype_name))
-    extra = {"training_data": training.to_dict(), "teacher_temperature": temperature.to_dict(),
-             "tokenization": {"scheme": "lm-eval _encode_pair (causal), left-truncated", "max_length": max_length},
-             "teacher_dtype": dtype_name, "sampling_seed": config.seed if config.selection == "sample" else None}
-    try:
-        writer = KnowledgeStoreWriter(
-            output, vocab_size=vocab_size, k=k, tokenizer_sha256=tokenizer_sha256, teacher_path=str(config.teacher),
-            teacher_config_sha256=teacher_config_sha256(teacher, model.config), temperature=temperature.value,
-            temperature_source=temperature.label, selection=config.selection,
-            samples_per_position=config.samples_per_position if config.selection == "sample" else None,
-            prob_bits=config.prob_bits, shard_positions=config.shard_positions,
-            shard_seconds=config.shard_seconds, extra=extra)
-    except ValueError as error:
-        raise InputError(f"--output {output}: {error}") from None
-    write_json_atomically(output / TEMPERATURE_FILE, {"request": _temperature_request(config), **temperature.to_dict()})
-    positions, sampled_mass, seconds = run_teacher_passes(model, examples, writer, start, k, temperature.value, config, device)
-    manifest = writer.close()
-    run_stats = {"positions_this_run": positions, "seconds": seconds, "resumed_from": start,
-                 "positions_per_second": positions / seconds if seconds > 0 else None, "device": str(device),
-                 "batch_size": config.batch_size, "truncated_examples": int(sum(e.truncated_tokens > 0 for e in examples)),
-                 "shard_seconds": config.shard_seconds, "timed_shard_positions": writer.timed_shard_positions}
-    if sampled_mass is not None:
-        run_stats["sampled_teacher_mass_mean"] = sampled_mass
-    manifest = replace(manifest, stats={**manifest.stats, "extraction": run_stats})
-    write_json_atomically(output / MANIFEST_NAME, manifest.to_dict())
-    _warn_if_below_resolution(manifest)
-    return ExtractResult(output, manifest, temperature, start, positions, seconds)
+    if main:
+        writer = open_writer(temperature)  # refuses other settings before T is recorded over the old one
+        write_json_atomically(output / TEMPERATURE_FILE, {"request": _temperature_request(config), **temperature.to_dict()})
+        write_plan(output, plan)
+        warn_if_idle(plan, WINDOW_BATCHES * config.batch_size)
+    state.wait_for_everyone()
+    if not main:
+        temperature = TeacherTemperature.from_dict(json.loads((output / TEMPERATURE_FILE).read_text(encoding="utf-8")))
+        writer = open_writer(temperature)
+    start = writer.next_sequence  # after this rank's complete shards
+    positions, sampled_mass, seconds = run_teacher_passes(
+        model, examples, writer, start, k, temperature.value, config, device, span=plan.ranges[rank],
+        progress=config.progress and main)
+    run = {"rank": rank, "first_sequence": plan.ranges[rank][0], "stop": plan.ranges[rank][1], "resumed_from": start,
+           "positions_this_run": positions, "seconds": seconds, "device": str(device),
+           "sampled_mass_sum": None if sampled_mass is None else sampled_mass * positions}
+    manifest = finish_store(state, writer, plan, run, {
+        "batch_size": config.batch_size, "truncated_examples": int(sum(e.truncated_tokens > 0 for e in examples)),
+        "shard_seconds": config.shard_seconds})
+    if main:
+        _warn_if_below_resolution(manifest)
+    extraction = manifest.stats["extraction"]
+    return ExtractResult(output, manifest, temperature, extraction["resumed_from"], extraction["positions_this_run"],
+                         extraction["seconds"], plan.world_size, rank)
 
 
 def _warn_if_below_resolution(manifest: Manifest) -> None:
@@ -406,8 +458,10 @@ def _teacher_temperature(config: ExtractConfig, output: Path, teacher: ModelLoca
 
 
 def run_teacher_passes(model: Any, examples: list[TokenizedExample], writer: KnowledgeStoreWriter, start: int, k: int,
-                 temperature: float, config: ExtractConfig, device: str) -> tuple[int, float | None, float]:
-    """Teacher passes from the window holding ``start``; writes sequences ``start..n-1`` in order.
+                       temperature: float, config: ExtractConfig, device: str, span: tuple[int, int] | None = None,
+                       progress: bool | None = None) -> tuple[int, float | None, float]:
+    """Teacher passes from the window holding ``start``; writes sequences ``start..stop-1`` in order (``span`` =
+    (first, stop): one rank's block; default all sequences). ``progress``: default ``config.progress``.
 
     Returns the positions written, for ``sample`` the mean teacher mass of the distinct sampled ids (else None),
     and the seconds spent (teacher passes, selection and writing; not model loading).
@@ -416,12 +470,14 @@ def run_teacher_passes(model: Any, examples: list[TokenizedExample], writer: Kno
 
     lengths = np.asarray([len(e.input_ids) for e in examples], dtype=np.int64)
     n_completion = np.asarray([e.n_completion for e in examples], dtype=np.int64)
+    span = span if span is not None else (0, len(examples))
     pad_id = int(getattr(model.config, "pad_token_id", None) or 0)
     empty = (np.zeros((0, k), np.int64), np.zeros((0, k), np.float32))
     written, covered_sum = 0, 0.0
-    with _Progress(config.progress, int(n_completion[start:].sum())) as advance, torch.inference_mode():
+    show = config.progress if progress is None else progress
+    with _Progress(show, int(n_completion[start:span[1]].sum())) as advance, torch.inference_mode():
         started = time.perf_counter()
-        for window in plan_windows(lengths, n_completion, start, config.batch_size):
+        for window in plan_windows(lengths, n_completion, start, config.batch_size, span):
             results: dict[int, tuple[np.ndarray, np.ndarray]] = {}
             for indices in window.batches:
                 batch = collate_teacher_batch(examples, indices, pad_id, device)

@@ -12,8 +12,14 @@ extraction (``resume_from`` continues it), never a store. Example::
      "quantization": {"ids": {"bits": 16, ...}, "probs": {"method": "rank-scaled uniform", "max_abs_error": [...], ...}},
      "shards": [{"file": "shard-00000.bin", "sha256": "...", "bytes": 15729152, "n_sequences": 12000,
                  "n_positions": 1048576, "first_sequence": 0}],
+     "world_size": 1,
+     "ranks": [{"rank": 0, "first_sequence": 0, "n_sequences": 12000, "shards": ["shard-00000.bin"]}],
      "stats": {"topk_mass": {"mean": 0.97, "p01": 0.71, ...}, "bytes_per_position": 15.0, ...},
      "extra": {}}
+
+``world_size``: how many processes wrote the store; ``ranks``: the consecutive sequences each took and the shards
+it wrote (``shard-rankRRR-NNNNN.bin`` when there were several). ``shards`` lists every shard in sequence order
+whatever wrote it, so a reader never needs ``ranks``. (Manifests written before ``ranks`` existed: one writer.)
 
 ``identity`` (everything that decides what the numbers mean, not how many there are) is also hashed into
 every shard's header, so a resumed extraction cannot mix shards of two different teachers or settings.
@@ -46,6 +52,21 @@ class ShardEntry:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class RankEntry:
+    """What one process of the extraction wrote: sequences ``first_sequence`` .. + ``n_sequences`` - 1, in
+    ``shards`` (file names, in order)."""
+
+    rank: int
+    first_sequence: int
+    n_sequences: int
+    shards: tuple[str, ...]
+
+    def to_dict(self) -> dict:
+        return {"rank": self.rank, "first_sequence": self.first_sequence, "n_sequences": self.n_sequences,
+                "shards": list(self.shards)}
 
 
 @dataclass(frozen=True)
@@ -86,12 +107,15 @@ class Manifest:
     n_positions: int
     shards: tuple[ShardEntry, ...]
     stats: dict
+    world_size: int = 1
+    ranks: tuple[RankEntry, ...] = ()  # () only for manifests written before ranks were recorded
 
     def to_dict(self) -> dict:
         data = self.identity.to_dict()
         extra = data.pop("extra")
         data.update({"n_sequences": self.n_sequences, "n_positions": self.n_positions,
-                     "shards": [shard.to_dict() for shard in self.shards], "stats": self.stats, "extra": extra})
+                     "shards": [shard.to_dict() for shard in self.shards], "world_size": self.world_size,
+                     "ranks": [rank.to_dict() for rank in self.ranks], "stats": self.stats, "extra": extra})
         return data
 
     @classmethod
@@ -112,8 +136,12 @@ class Manifest:
             shards = tuple(ShardEntry(file=str(s["file"]), sha256=str(s["sha256"]), bytes=int(s["bytes"]),
                                       n_sequences=int(s["n_sequences"]), n_positions=int(s["n_positions"]),
                                       first_sequence=int(s["first_sequence"])) for s in data["shards"])
+            ranks = tuple(RankEntry(rank=int(r["rank"]), first_sequence=int(r["first_sequence"]),
+                                    n_sequences=int(r["n_sequences"]), shards=tuple(str(f) for f in r["shards"]))
+                          for r in data.get("ranks") or ())
             manifest = cls(identity=identity, n_sequences=int(data["n_sequences"]),
-                           n_positions=int(data["n_positions"]), shards=shards, stats=dict(data.get("stats") or {}))
+                           n_positions=int(data["n_positions"]), shards=shards, stats=dict(data.get("stats") or {}),
+                           world_size=int(data.get("world_size", 1)), ranks=ranks)
         except KeyError as missing:
             raise ValueError(f"{where}: missing field {missing.args[0]!r}") from None
         except (TypeError, ValueError) as bad:
@@ -122,7 +150,8 @@ class Manifest:
         return manifest
 
     def check_consistent(self, where: str = MANIFEST_NAME) -> None:
-        """Shards must tile sequences 0..n_sequences-1 in order and add up to the totals."""
+        """Shards must tile sequences 0..n_sequences-1 in order and add up to the totals; ranks 0..world_size-1 must
+        tile them too, each listing exactly the shards that hold its sequences."""
         expected_first = 0
         for shard in self.shards:
             if shard.first_sequence != expected_first:
@@ -134,6 +163,23 @@ class Manifest:
         positions = sum(shard.n_positions for shard in self.shards)
         if positions != self.n_positions:
             raise ValueError(f"{where}: shards hold {positions} positions but n_positions is {self.n_positions}")
+        if self.world_size < 1:
+            raise ValueError(f"{where}: world_size is {self.world_size}, expected a whole number >= 1")
+        if not self.ranks:
+            return
+        if [rank.rank for rank in self.ranks] != list(range(self.world_size)):
+            raise ValueError(f"{where}: ranks are {[rank.rank for rank in self.ranks]}, "
+                             f"expected 0..{self.world_size - 1}")
+        expected_first = 0
+        for rank in self.ranks:
+            held = [shard.file for shard in self.shards
+                    if rank.first_sequence <= shard.first_sequence < rank.first_sequence + rank.n_sequences]
+            if rank.first_sequence != expected_first or list(rank.shards) != held:
+                raise ValueError(f"{where}: rank {rank.rank} (sequences {rank.first_sequence}+{rank.n_sequences}, "
+                                 f"shards {list(rank.shards)}) does not match the shards list")
+            expected_first += rank.n_sequences
+        if expected_first != self.n_sequences:
+            raise ValueError(f"{where}: ranks hold {expected_first} sequences but n_sequences is {self.n_sequences}")
 
 
 def write_json_atomically(path: Path, value: Any) -> None:

@@ -10,6 +10,12 @@ Usage (the extraction loop; a killed run is continued by running the same code a
         writer.close_shard_if_due()                   # with shard_seconds: bounds what a kill loses
     manifest = writer.close()
 
+Several writers, one store (extraction under ``accelerate launch``): writer r takes consecutive sequences from
+``first_sequence`` on and names its shards ``shard-rankRRR-NNNNN.bin`` (``shard_prefix``); each ends with
+``finish()`` (its last shard, no manifest) and one of them, once every part is finished, calls
+``write_manifest(parts)``: the shards of all parts, in sequence order, and which rank wrote which. Each writer
+resumes, cleans up and fixes its clock-chosen shard size (below) on its own series alone.
+
 Crash safety: the pending sequences of a shard live in memory until ``shard_positions`` positions are
 buffered, then the shard is written to a temporary name, fsynced and renamed. A kill loses at most the
 unfinished shard; temporary files are ignored (and removed by the next writer); ``manifest.json`` appears
@@ -39,14 +45,17 @@ run chooses its own, as two independent runs may: their shard files and the mani
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from time import monotonic
+from typing import Sequence
 
 import numpy as np
 
 from first_distill.knowledge.fingerprint import file_sha256
 from first_distill.knowledge.id_packing import IdPacking
-from first_distill.knowledge.manifest import MANIFEST_NAME, Manifest, ShardEntry, StoreIdentity, write_json_atomically
+from first_distill.knowledge.manifest import (
+    MANIFEST_NAME, Manifest, RankEntry, ShardEntry, StoreIdentity, write_json_atomically)
 from first_distill.knowledge.prob_quantization import ProbQuantization
 from first_distill.knowledge.shard import ShardFormatError, read_header, shard_name, write_shard
 from first_distill.knowledge.stats import MassStats
@@ -56,16 +65,17 @@ DEFAULT_SHARD_POSITIONS = 1 << 22  # ~4.2M positions, ~63 MB at 15 bytes per pos
 _SUM_TOLERANCE = 1e-3  # top-k probabilities may sum to a hair over 1 (float32 softmax)
 
 
-def _complete_shards(folder: Path) -> list[tuple[Path, object]]:
-    """Consecutive complete shards shard-00000, shard-00001, ... with their headers (stops at the first gap)."""
+def _complete_shards(folder: Path, prefix: str = "shard", first_sequence: int = 0) -> list[tuple[Path, object]]:
+    """Consecutive complete shards <prefix>-00000, <prefix>-00001, ... holding sequences from ``first_sequence``
+    on, with their headers (stops at the first gap)."""
     found = []
     index = 0
-    while (path := folder / shard_name(index)).is_file():
+    while (path := folder / shard_name(index, prefix)).is_file():
         try:
             header = read_header(path)
         except ShardFormatError:
             break
-        expected_first = found[-1][1].first_sequence + found[-1][1].n_sequences if found else 0
+        expected_first = found[-1][1].first_sequence + found[-1][1].n_sequences if found else first_sequence
         if header.first_sequence != expected_first:
             break
         found.append((path, header))
@@ -73,11 +83,13 @@ def _complete_shards(folder: Path) -> list[tuple[Path, object]]:
     return found
 
 
-def resume_from(folder: str | Path) -> int:
+def resume_from(folder: str | Path, first_sequence: int = 0, shard_prefix: str = "shard") -> int:
     """Index of the first sequence not yet safely written to ``folder`` (0 for an empty or missing folder).
 
     Complete store (manifest present): its ``n_sequences``. Otherwise the sequences of the consecutive
-    complete shards; temporary files and the unfinished shard do not count.
+    complete shards; temporary files and the unfinished shard do not count. ``first_sequence``,
+    ``shard_prefix``: one writer's series of a store written by several (module docstring); it resumes at
+    ``first_sequence`` when none of its shards is complete.
     """
     folder = Path(folder)
     manifest_path = folder / MANIFEST_NAME
@@ -87,9 +99,34 @@ def resume_from(folder: str | Path) -> int:
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as bad:
             raise InputError(f"{manifest_path} is unreadable ({type(bad).__name__}: {bad})") from None
     if not folder.is_dir():
-        return 0
-    shards = _complete_shards(folder)
-    return shards[-1][1].first_sequence + shards[-1][1].n_sequences if shards else 0
+        return first_sequence
+    shards = _complete_shards(folder, shard_prefix, first_sequence)
+    return shards[-1][1].first_sequence + shards[-1][1].n_sequences if shards else first_sequence
+
+
+@dataclass(frozen=True)
+class WriterPart:
+    """What one finished writer holds: sequences ``first_sequence`` .. + ``n_sequences`` - 1 in ``shards``, their
+    mass statistics, the identity hash its shards carry and its clock-chosen shard size (None: by size only)."""
+
+    first_sequence: int
+    n_sequences: int
+    shards: tuple[ShardEntry, ...]
+    stats: MassStats
+    identity_sha256: str
+    timed_shard_positions: int | None = None
+
+    def to_dict(self) -> dict:
+        return {"first_sequence": self.first_sequence, "n_sequences": self.n_sequences,
+                "shards": [shard.to_dict() for shard in self.shards], "stats": self.stats.to_dict(),
+                "identity_sha256": self.identity_sha256, "timed_shard_positions": self.timed_shard_positions}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "WriterPart":
+        return cls(first_sequence=int(data["first_sequence"]), n_sequences=int(data["n_sequences"]),
+                   shards=tuple(ShardEntry(**shard) for shard in data["shards"]),
+                   stats=MassStats.from_dict(data["stats"]), identity_sha256=str(data["identity_sha256"]),
+                   timed_shard_positions=data.get("timed_shard_positions"))
 
 
 class KnowledgeStoreWriter:
@@ -110,13 +147,15 @@ class KnowledgeStoreWriter:
         shard_seconds: close the first shard open this long and keep its size as the limit (module docstring);
             None: by size only.
         extra: free-form JSON-able provenance recorded in the manifest (dataset, prompt template, ...).
+        first_sequence, shard_prefix: where this writer's sequences start and what its shard files are called, when
+            several write one store (module docstring); 0 and ``shard`` for a store of one writer.
     """
 
     def __init__(self, folder: str | Path, *, vocab_size: int, k: int, tokenizer_sha256: str, teacher_path: str,
                  teacher_config_sha256: str, temperature: float, temperature_source: str, selection: str = "topk",
                  samples_per_position: int | None = None, prob_bits: int = 8,
                  shard_positions: int = DEFAULT_SHARD_POSITIONS, shard_seconds: float | None = None,
-                 extra: dict | None = None):
+                 extra: dict | None = None, first_sequence: int = 0, shard_prefix: str = "shard"):
         for name, value in (("vocab_size", vocab_size), ("k", k), ("shard_positions", shard_positions)):
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
@@ -129,7 +168,11 @@ class KnowledgeStoreWriter:
             raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
         if selection == "topk" and samples_per_position is not None:
             raise ValueError(f"samples_per_position is only for selection 'sample', got {samples_per_position!r}")
+        if isinstance(first_sequence, bool) or not isinstance(first_sequence, (int, np.integer)) or first_sequence < 0:
+            raise ValueError(f"first_sequence must be an int >= 0, got {first_sequence!r}")
         self.folder = Path(folder)
+        self.first_sequence = int(first_sequence)
+        self.shard_prefix = str(shard_prefix)
         self.id_packing = IdPacking.for_vocab(int(vocab_size), int(k))
         self.quantization = ProbQuantization(k=int(k), selection=selection, bits=prob_bits,
                                              samples_per_position=samples_per_position)
@@ -159,7 +202,7 @@ class KnowledgeStoreWriter:
     @property
     def next_sequence(self) -> int:
         """The index ``add`` expects next."""
-        first = self._shards[-1].first_sequence + self._shards[-1].n_sequences if self._shards else 0
+        first = self._shards[-1].first_sequence + self._shards[-1].n_sequences if self._shards else self.first_sequence
         return first + len(self._pending_lengths)
 
     def _adopt_existing(self) -> None:
@@ -167,9 +210,9 @@ class KnowledgeStoreWriter:
             raise ValueError(f"{self.folder} already holds a complete knowledge store ({MANIFEST_NAME} exists); "
                              "choose another folder or delete it")
         self.folder.mkdir(parents=True, exist_ok=True)
-        for leftover in self.folder.glob(".shard-*.tmp"):
-            leftover.unlink()  # an unfinished shard of a killed run
-        for path, header in _complete_shards(self.folder):
+        for leftover in self.folder.glob(f".{self.shard_prefix}-[0-9]*.tmp"):
+            leftover.unlink(missing_ok=True)  # an unfinished shard of a killed run (this writer's series only)
+        for path, header in _complete_shards(self.folder, self.shard_prefix, self.first_sequence):
             if header.identity_sha256 != self._identity_sha256:
                 raise ValueError(f"{path} was written with different settings (teacher, tokenizer, k, temperature "
                                  "or encoding) than this writer's; resume with the same settings or use a new folder")
@@ -263,7 +306,8 @@ class KnowledgeStoreWriter:
                             prob_codes=np.concatenate(self._pending_codes) if self._pending_positions else
                             np.zeros((0, self.identity.k), self.quantization.dtype),
                             identity_sha256=self._identity_sha256, stats=self._pending_stats.to_dict(),
-                            timed_shard_positions=self.timed_shard_positions)
+                            timed_shard_positions=self.timed_shard_positions, prefix=self.shard_prefix,
+                            id_bits=self.id_packing.bits)  # version-2 shard (shard.py)
         self._shards.append(entry)
         self._shard_stats.append(self._pending_stats)
         self._pending_ids, self._pending_codes, self._pending_lengths = [], [], []
@@ -271,25 +315,49 @@ class KnowledgeStoreWriter:
         self._pending_stats = MassStats()
         self._shard_opened_at = monotonic()
 
-    def close(self) -> Manifest:
-        """Write the last shard and then ``manifest.json`` (atomically); return the manifest."""
+    def finish(self) -> WriterPart:
+        """Write the last shard and close the writer, without a manifest (one of several writers); its part."""
         if self._closed:
             raise ValueError("this writer is already closed")
         self._flush()
+        self._closed = True
         total = MassStats()
         for stats in self._shard_stats:
             total.merge(stats)
-        n_positions = sum(shard.n_positions for shard in self._shards)
-        file_bytes = sum(shard.bytes for shard in self._shards)
+        return WriterPart(first_sequence=self.first_sequence, n_sequences=self.next_sequence - self.first_sequence,
+                          shards=tuple(self._shards), stats=total, identity_sha256=self._identity_sha256,
+                          timed_shard_positions=self.timed_shard_positions)
+
+    def write_manifest(self, parts: Sequence[WriterPart], extra_stats: dict | None = None) -> Manifest:
+        """``manifest.json`` (atomically) of the finished ``parts`` of every writer, in rank order (rank i wrote
+        ``parts[i]``); returns it. ``extra_stats`` are merged into its ``stats``. Parts written with another
+        identity, or that do not tile the sequences from 0 on, are refused (``ValueError``)."""
+        total = MassStats()
+        for rank, part in enumerate(parts):
+            if part.identity_sha256 != self._identity_sha256:
+                raise ValueError(f"rank {rank} wrote its shards with different settings (teacher, tokenizer, k, "
+                                 "temperature or encoding) than rank 0")
+            total.merge(part.stats)
+        shards = tuple(shard for part in parts for shard in part.shards)
+        n_positions = sum(shard.n_positions for shard in shards)
         stats = total.summary()
-        stats["bytes_per_position"] = file_bytes / n_positions if n_positions else None
+        stats["bytes_per_position"] = sum(shard.bytes for shard in shards) / n_positions if n_positions else None
         stats["payload_bytes_per_position"] = self.id_packing.row_bytes + self.quantization.row_bytes
-        manifest = Manifest(identity=self.identity, n_sequences=self.next_sequence, n_positions=n_positions,
-                            shards=tuple(self._shards), stats=stats)
+        ranks = tuple(RankEntry(rank=rank, first_sequence=part.first_sequence, n_sequences=part.n_sequences,
+                                shards=tuple(shard.file for shard in part.shards)) for rank, part in enumerate(parts))
+        manifest = Manifest(identity=self.identity, n_sequences=sum(part.n_sequences for part in parts),
+                            n_positions=n_positions, shards=shards, stats={**stats, **(extra_stats or {})},
+                            world_size=len(parts), ranks=ranks)
         manifest.check_consistent()
         write_json_atomically(self.folder / MANIFEST_NAME, manifest.to_dict())
-        self._closed = True
         return manifest
+
+    def close(self) -> Manifest:
+        """Write the last shard and then ``manifest.json`` (atomically); return the manifest (a store of one writer)."""
+        if self.first_sequence != 0:
+            raise ValueError(f"this writer starts at sequence {self.first_sequence}: finish() it and write the "
+                             "manifest of every writer's part with write_manifest")
+        return self.write_manifest([self.finish()])
 
     def __enter__(self) -> "KnowledgeStoreWriter":
         return self

@@ -27,16 +27,17 @@ def distill_args(world, output: Path, batch_size: int) -> list[str]:
 
 
 def test_two_process_run_writes_one_report(tmp_path):
-    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
-    if accelerate is None:
-        pytest.skip("accelerate launcher not installed")
     world = build_world(tmp_path / "worlds", seed=0, progress=False, config=WorldConfig.mini())
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    # torchrun, not `accelerate launch --cpu`: accelerate's CPU launcher starts ONE process unless under mpirun.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "ACCELERATE_USE_CPU": "true"}
     launched = subprocess.run(
-        [accelerate, "launch", "--num_processes", "2", "--num_machines", "1", "--cpu", "--mixed_precision", "no",
-         "--dynamo_backend", "no", "-m", "first_eval.cli", *distill_args(world, tmp_path / "ddp", 2)],
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "first_eval.cli", *distill_args(world, tmp_path / "ddp", 2)],
         capture_output=True, text=True, env=env, timeout=600)
     assert launched.returncode == 0, launched.stderr[-3000:]
+    # Two processes really ran: the store records the ranks that wrote it.
+    store = json.loads((tmp_path / "ddp" / "knowledge" / "tempered-topk" / "manifest.json").read_text())
+    assert store["world_size"] == 2
     document = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
     assert list(document["models"]) == ["teacher", "teacher+ts", "first", "ce"]
     students = document["distill"]["students"]
