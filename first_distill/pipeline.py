@@ -351,7 +351,8 @@ def extract_stores(config: DistillConfig, output: Path, variants: tuple, tempera
         folder = output / "knowledge" / kind
         if not (folder / MANIFEST_NAME).is_file():
             settings = dict(STORE_EXTRACTION[kind])
-            settings.setdefault("teacher_temperature", temperature.value if temperature.enabled else "none")
+            # The resolved value itself, not its number: the store records where T came from (auto, fixed, ...).
+            settings.setdefault("teacher_temperature", temperature)
             extract_knowledge(ExtractConfig(
                 teacher=config.teacher, output=folder, train=train_path, train_limit=config.train_limit if config.train
                 else None, top_k=config.top_k, samples_per_position=config.samples_per_position if kind == SAMPLED

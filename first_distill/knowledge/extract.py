@@ -77,7 +77,8 @@ class ExtractConfig:
             (with ``data_dir`` / ``include_path`` as ``first report``); exactly one. ``train_limit``: first N only.
         top_k: tokens stored per position (``topk``). selection: ``topk`` or ``sample``.
         samples_per_position: S draws per position (``sample``; stored slots = min(S, vocabulary)).
-        teacher_temperature: ``"auto"``, ``"none"``, a number, or None (auto, unless ``calibrators_from``).
+        teacher_temperature: ``"auto"``, ``"none"``, a number, or None (auto, unless ``calibrators_from``); or a
+            ``TeacherTemperature`` resolved upstream, used as it is (its source and evidence go into the manifest).
         calibrators_from: a ``first report`` calibrators.json to take T from.
         calibration_task: the task ``auto`` audits the teacher on (default ``train_task``); ``calibration_limit``
             caps its validation questions.
@@ -104,7 +105,7 @@ class ExtractConfig:
     top_k: int = 5
     selection: str = "topk"
     samples_per_position: int | None = None
-    teacher_temperature: str | float | None = None
+    teacher_temperature: "str | float | TeacherTemperature | None" = None
     calibrators_from: Path | None = None
     calibration_task: str | None = None
     calibration_limit: int | None = None
@@ -435,7 +436,9 @@ def _check_config(config: ExtractConfig) -> None:
 
 
 def _temperature_request(config: ExtractConfig) -> dict[str, Any]:
-    return {"teacher_temperature": str(config.teacher_temperature), "calibrators_from": str(config.calibrators_from),
+    option = config.teacher_temperature
+    option = option.to_dict() if isinstance(option, TeacherTemperature) else str(option)
+    return {"teacher_temperature": option, "calibrators_from": str(config.calibrators_from),
             "task": config.calibration_task or config.train_task, "limit": config.calibration_limit,
             "data_dir": str(config.data_dir), "include_path": str(config.include_path), "teacher": str(config.teacher),
             "level": config.temperature_level}
@@ -444,6 +447,8 @@ def _temperature_request(config: ExtractConfig) -> dict[str, Any]:
 def _teacher_temperature(config: ExtractConfig, output: Path, teacher: ModelLocation, dtype: str,
                          device: str) -> TeacherTemperature:
     """T for this run; a resumed run reuses the one its first run recorded when the request is the same."""
+    if isinstance(config.teacher_temperature, TeacherTemperature):
+        return config.teacher_temperature  # resolved once upstream (first distill): flows down unchanged
     saved_path = output / TEMPERATURE_FILE
     if saved_path.is_file():
         saved = json.loads(saved_path.read_text(encoding="utf-8"))

@@ -91,7 +91,12 @@ class TeacherTemperature:
 
 
 def parse_temperature_option(text: str | float | None) -> str | float | None:
-    """``--teacher-temperature``: ``"auto"``, ``"none"``, a number > 0, or None (unset) -> the same, checked."""
+    """``--teacher-temperature``: ``"auto"``, ``"none"``, a number > 0, or None (unset) -> the same, checked.
+
+    A ``TeacherTemperature`` already resolved (``first distill`` fits T once, then hands the value itself to
+    extraction) passes through unchanged, so its source and evidence reach the store's manifest."""
+    if isinstance(text, TeacherTemperature):
+        return text
     if text is None or (isinstance(text, str) and text.strip().lower() in ("auto", "none")):
         return text.strip().lower() if isinstance(text, str) else None
     try:
