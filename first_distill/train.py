@@ -278,6 +278,14 @@ def _full_kd_temperature(config: TrainConfig, stores: dict) -> float:
     for kind in (TEMPERED_TOPK, SAMPLED):
         if kind in stores:
             return float(stores[kind].temperature)
+        path = getattr(config, _STORE_FIELDS[kind])
+        if path is not None:  # given but needed by no other variant (full-kd alone): only its T is read
+            from first_distill.knowledge import KnowledgeStore
+
+            try:
+                return float(KnowledgeStore.open(Path(path).expanduser()).temperature)
+            except InputError as error:
+                raise InputError(f"{KNOWLEDGE_FLAGS[kind]} {path}: {error}") from None
     raise InputError("full-kd needs the teacher temperature: pass --teacher-temperature T, or --knowledge STORE "
                      "to use the T it was extracted with")
 

@@ -1,4 +1,5 @@
-"""Shared test set-up: offline Hugging Face, caches in a temp folder, paths to the shared real data."""
+"""Shared test set-up: offline Hugging Face, caches in a temp folder, paths to the shared real data; under CI
+(``CI=true``) a skip for a missing tool (missing_tools.py) is a failure."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
+
+from missing_tools import MISSING_TOOL, in_ci, skip_missing_tool
 
 _HF_HOME = tempfile.mkdtemp(prefix="first-tests-hf-")
 os.environ.setdefault("HF_HOME", _HF_HOME)
@@ -30,5 +33,18 @@ SHARED_DATASETS = REPO.parent / "shared" / "datasets"
 @pytest.fixture(scope="session")
 def shared_datasets() -> Path:
     if not SHARED_DATASETS.is_dir():
-        pytest.skip(f"real benchmark splits not found at {SHARED_DATASETS}")
+        skip_missing_tool(f"the real benchmark splits ({SHARED_DATASETS} not found)")
     return SHARED_DATASETS
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under CI, a test skipped because a tool is missing fails instead, naming the tool."""
+    outcome = yield
+    report = outcome.get_result()
+    if not (report.skipped and in_ci() and isinstance(report.longrepr, tuple)):
+        return
+    reason = str(report.longrepr[2])
+    if MISSING_TOOL in reason:
+        report.outcome = "failed"
+        report.longrepr = f"CI=true, so this test may not skip: {reason[reason.index(MISSING_TOOL):]}"

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import subprocess
+import sys
 from collections import Counter
+from dataclasses import fields, is_dataclass
 
 import numpy as np
 import pytest
 from scipy import stats
 
-from first_distill.demo.config import SplitSizes, WorldConfig
+from first_distill.demo.config import ModelSize, SplitSizes, WorldConfig
 from first_distill.demo.corpus import make_pretraining_lines
 from first_distill.demo.facts import sample_world_facts
 from first_distill.demo.questions import SPLITS, TASKS, TaskSpec, make_task_questions
@@ -152,10 +158,36 @@ def test_too_many_questions_for_the_world_is_a_value_error() -> None:
         make_task_questions(facts, TaskSpec("x", "piqa", "in_domain"), SplitSizes(1, 1, 1), 4, np.random.default_rng(0))
 
 
-def test_config_validation_and_hash() -> None:
-    assert WorldConfig().config_hash() == WorldConfig().config_hash()
-    assert WorldConfig().config_hash() != WorldConfig.mini().config_hash()
-    assert WorldConfig().with_changes(dirichlet_alpha=0.3).config_hash() != WorldConfig().config_hash()
+def _canonical_sha256(document: dict) -> str:
+    """The documented recipe hash, computed here: sha256 of the sorted, compact JSON, first 16 hex digits."""
+    text = json.dumps(document, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def test_config_hash_is_the_sha256_of_every_field() -> None:
+    default = WorldConfig()
+    document = {f.name: getattr(default, f.name) for f in fields(WorldConfig)}
+    document = {k: ({g.name: getattr(v, g.name) for g in fields(v)} if is_dataclass(v) else v) for k, v in document.items()}
+    assert default.config_hash() == _canonical_sha256(document)
+    assert WorldConfig.mini().config_hash() != default.config_hash()
+    # equal recipes built two ways hash alike; changing any field, nested ones included, changes the hash
+    assert default.with_changes(n_entities=5).with_changes(n_entities=24).config_hash() == default.config_hash()
+    changed = {"name": "other", "dirichlet_alpha": 0.3, "pretrain_lines": 79_999, "finetune_lr": 2.5e-3,
+               "student_base": ModelSize(hidden_size=96, n_layers=2),
+               "boolq_sizes": SplitSizes(train=200, validation=201, test=320)}
+    hashes = {default.with_changes(**{key: value}).config_hash() for key, value in changed.items()}
+    assert len(hashes) == len(changed) and default.config_hash() not in hashes
+
+
+def test_config_hash_is_the_same_in_another_process() -> None:
+    """No per-process state (Python's salted str hash, object ids) leaks in: a cached world is found again."""
+    code = "from first_distill.demo.config import WorldConfig; print(WorldConfig().config_hash())"
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": "12345"})
+    assert other.stdout.strip() == WorldConfig().config_hash()
+
+
+def test_config_validation() -> None:
     with pytest.raises(ValueError, match="n_values"):
         WorldConfig(n_values=9)
     with pytest.raises(ValueError, match="n_csqa_choices"):

@@ -144,21 +144,45 @@ def test_same_vocabulary_size_but_another_tokenizer(tmp_path, tiny_llama_dir, ot
     assert not (tmp_path / "out").exists()
 
 
-def test_cli_train_task_end_to_end(app, tmp_path, tiny_llama_dir, shared_datasets):  # noqa: F811
-    """The task's own prompts, T from `auto` (lm-eval on validation): the random tiny teacher ranks gold at chance,
-    so auto must refuse with one line and leave nothing; a fixed T then writes the store."""
-    common = ["--teacher", tiny_llama_dir, "--train-task", "arc_easy", "--data-dir", shared_datasets, "--limit", 5,
+def test_cli_train_task_auto_temperature_at_the_bound_is_refused(app, tmp_path, tiny_llama_dir):  # noqa: F811
+    """The task's own prompts, T from `auto` (lm-eval on validation). Every validation gold answer is built to be
+    ranked last by the random tiny teacher (length_ranked_arc.py), so T runs to the search bound: auto refuses with
+    one line and leaves nothing; a fixed T then writes the store from the task's train split."""
+    from length_ranked_arc import write_length_ranked_arc
+
+    data_dir = write_length_ranked_arc(tmp_path / "data", n_right=0, n_wrong=12)
+    common = ["--teacher", tiny_llama_dir, "--train-task", "arc_easy", "--data-dir", data_dir, "--limit", 5,
               "--output", tmp_path / "k", "--device", "cpu", "--top-k", 2]
     refused = invoke(app, *common, "--calibration-limit", 12)
-    if refused.exit_code == 0:  # a different random init could rank gold above chance: then auto must have fit
-        identity = KnowledgeStore.open(tmp_path / "k").manifest.identity
-        assert identity.extra["teacher_temperature"]["details"]["n_questions"] == 12
-        return
-    assert refused.exit_code == 2 and "search bound" in refused.output and "on 12 questions" in refused.output
+    assert refused.exit_code == 2, refused.output
+    lines = [line for line in refused.output.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and "search bound" in lines[0] and "on 12 questions" in lines[0], refused.output
     assert not (tmp_path / "k").exists()
     result = invoke(app, *common, "--teacher-temperature", "1.1")
     assert result.exit_code == 0, result.output
     store = KnowledgeStore.open(tmp_path / "k")
+    assert store.temperature == 1.1 and store.manifest.identity.extra["teacher_temperature"]["source"] == "fixed"
     training = store.manifest.identity.extra["training_data"]
     assert (training["kind"], training["task"], training["split"], training["n_examples"]) == ("lm-eval task", "arc_easy", "train", 5)
+    assert store.n_sequences == 5
+
+
+def test_cli_train_task_auto_temperature_records_its_provenance(app, tmp_path, tiny_llama_dir):  # noqa: F811
+    """9 of 12 validation gold answers ranked first, 3 last (length_ranked_arc.py): an interior T, stored with
+    where it came from."""
+    from length_ranked_arc import write_length_ranked_arc
+
+    data_dir = write_length_ranked_arc(tmp_path / "data", n_right=9, n_wrong=3)
+    result = invoke(app, "--teacher", tiny_llama_dir, "--train-task", "arc_easy", "--data-dir", data_dir, "--limit", 5,
+                    "--output", tmp_path / "k", "--device", "cpu", "--top-k", 2, "--calibration-limit", 12)
+    assert result.exit_code == 0, result.output
+    store = KnowledgeStore.open(tmp_path / "k")
+    recorded = store.manifest.identity.extra["teacher_temperature"]
+    assert recorded["source"] == "auto" and recorded["task"] == "arc_easy"
+    details = recorded["details"]
+    assert details["n_questions"] == 12 and details["split"] == "validation" and details["limit"] == 12
+    assert details["accuracy"] == pytest.approx(9 / 12, abs=1e-12)
+    assert store.temperature == recorded["value"] and 1.0 < recorded["value"] < 1e4
+    assert recorded["ece_after"] is not None and recorded["ece_before"] is not None
+    assert store.manifest.identity.temperature_source == "auto: TemperatureScaling on lm-eval arc_easy validation (12 questions)"
     assert store.n_sequences == 5

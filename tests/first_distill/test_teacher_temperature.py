@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pytest
@@ -18,7 +17,7 @@ from first_distill.knowledge.teacher_temperature import (
     temperature_from_calibrators,
     temperature_from_scores,
 )
-from first_eval.calibrators import TemperatureScaling
+from first_eval.calibrators import TemperatureScaling, cross_fit
 from first_eval.errors import InputError
 from first_eval.metrics import ece
 from first_eval.scores import ChoiceScores
@@ -120,6 +119,14 @@ def test_fit_recovers_planted_overconfidence():
     assert result.ece_before == pytest.approx(ece(raw.confidences, raw.correct, n_bins=15), abs=1e-12)
     assert result.ece_before > 0.1 and result.ece_after < 0.03
     assert result.details["n_questions"] == 4000 and len(result.details["fold_temperatures"]) == 5
+    # ECE after: out-of-fold (each question scaled by a T fit without it), not the in-sample figure
+    crossed = cross_fit("temperature", scores, n_folds=5, seed=0)
+    assert result.details["fold_temperatures"] == crossed.fold_temperatures
+    assert result.ece_after == pytest.approx(ece(crossed.probs.confidences, crossed.probs.correct, n_bins=15), abs=1e-12)
+    in_sample = scores.probabilities(result.value)
+    assert result.details["ece_after_in_sample"] == pytest.approx(ece(in_sample.confidences, in_sample.correct,
+                                                                      n_bins=15), abs=1e-12)
+    assert result.ece_after != pytest.approx(result.details["ece_after_in_sample"], abs=1e-9)
     assert result.details["nll_after"] < result.details["nll_before"]
 
 
@@ -132,33 +139,79 @@ def test_fit_at_the_bound_is_an_input_error():
 # ------------------------------------------------------------------------------------------- live audit
 
 
-def test_auto_audits_the_validation_split_not_the_test_split(shared_datasets, tiny_llama_dir, tmp_path):  # noqa: F811
-    """arc_easy evaluates its test split; auto must score the validation file (7 rows here, test has 20)."""
+def hand_choice_scores(model_dir, questions: list[dict]):
+    """Each choice's summed log-likelihood after "Question: ...\nAnswer:", one unbatched forward per choice."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
+    scores, gold = [], []
+    with torch.inference_mode():
+        for question in questions:
+            prompt = f"Question: {question['question']}\nAnswer:"
+            context = tokenizer(prompt)["input_ids"]
+            row = []
+            for text in question["choices"]["text"]:
+                whole = tokenizer(f"{prompt} {text}")["input_ids"]
+                log_probs = torch.log_softmax(model(input_ids=torch.tensor([whole])).logits[0].double(), -1)
+                targets = torch.tensor(whole[len(context):])
+                row.append(float(log_probs[len(context) - 1:-1].gather(-1, targets[:, None]).sum()))
+            scores.append(row)
+            gold.append(question["choices"]["label"].index(question["answerKey"]))
+    return np.array(scores), np.array(gold)
+
+
+def fit_on(data_dir, model_dir):
     import torch
 
-    source = shared_datasets / "arc_easy"
-    (tmp_path / "arc_easy").mkdir()
-    for split, rows in (("validation", 7), ("test", 20), ("train", 3)):
-        lines = (source / f"{split}.jsonl").read_text(encoding="utf-8").splitlines()[:rows]
-        (tmp_path / "arc_easy" / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        result = fit_teacher_temperature(TemperatureFitConfig(
-            model_args=f"pretrained={tiny_llama_dir},dtype=float32", task="arc_easy", data_dir=tmp_path, device="cpu"))
-    except InputError as error:
-        # The random tiny model ranks gold at chance, so T runs to the bound (the SmolLM2 slow test covers an
-        # interior fit); the message still proves which split was scored.
-        assert "search bound" in str(error) and "on 7 questions" in str(error)
-        return
+        return fit_teacher_temperature(TemperatureFitConfig(
+            model_args=f"pretrained={model_dir},dtype=float32", task="arc_easy", data_dir=data_dir, device="cpu"))
     finally:
         torch.set_num_threads(threads)
+
+
+def test_auto_audits_the_validation_split_not_the_test_split(tiny_llama_dir, tmp_path):  # noqa: F811
+    """arc_easy evaluates its test split; auto must score the validation file. The files are built so the random
+    tiny model ranks gold first in 5 of the 7 validation questions and last in the other 2 (length_ranked_arc.py):
+    an interior optimum, which is scipy's minimiser of the NLL of choice scores computed here by hand. The test
+    split (20 questions, gold always last) would put T at the search bound."""
+    from scipy.optimize import minimize_scalar
+    from scipy.special import log_softmax
+
+    from length_ranked_arc import validation_questions, write_length_ranked_arc
+
+    data_dir = write_length_ranked_arc(tmp_path / "data", n_right=5, n_wrong=2)
+    result = fit_on(data_dir, tiny_llama_dir)
     assert result.source == "auto" and result.task == "arc_easy"
     assert result.details["split"] == "validation" and result.details["n_questions"] == 7
-    assert math.isfinite(result.value) and result.value > 0
-    assert 0 <= result.ece_before <= 1 and 0 <= result.ece_after <= 1
+    assert result.details["accuracy"] == pytest.approx(5 / 7, abs=1e-12)
     assert result.details["accuracy"] == pytest.approx(result.details["lm_eval"]["acc"], abs=1e-12)
     assert "auto: TemperatureScaling on lm-eval arc_easy validation (7 questions)" == result.label
+
+    scores, gold = hand_choice_scores(tiny_llama_dir, validation_questions(data_dir))
+    assert (scores.argmax(1) == gold).sum() == 5  # the construction holds for this model
+
+    def nll(log_t: float) -> float:
+        return float(-log_softmax(scores / np.exp(log_t), axis=1)[np.arange(len(gold)), gold].mean())
+
+    oracle = minimize_scalar(nll, bounds=(np.log(0.01), np.log(1e4)), method="bounded", options={"xatol": 1e-10})
+    assert result.value == pytest.approx(float(np.exp(oracle.x)), rel=1e-4)
+    assert result.details["nll_after"] == pytest.approx(oracle.fun, rel=1e-6)
+    assert result.ece_before == pytest.approx(ece(np.exp(log_softmax(scores, 1)).max(1), scores.argmax(1) == gold,
+                                                  n_bins=15), abs=1e-6)  # lm-eval: float32 logits
+
+
+def test_auto_at_the_search_bound_is_refused_naming_the_split_size(tiny_llama_dir, tmp_path):  # noqa: F811
+    """Every validation gold answer ranked last: the NLL falls all the way to T = inf, so auto refuses."""
+    from length_ranked_arc import write_length_ranked_arc
+
+    data_dir = write_length_ranked_arc(tmp_path / "data", n_right=0, n_wrong=7)
+    with pytest.raises(InputError, match=r"search bound T = 100000 \(accuracy 0\.0% on 7 questions.*--teacher-temperature FLOAT"):
+        fit_on(data_dir, tiny_llama_dir)
 
 
 def test_auto_needs_a_validation_split(tmp_path):

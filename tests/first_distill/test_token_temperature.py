@@ -64,6 +64,37 @@ def test_cross_fitted_ece_uses_other_questions_only():
     assert all(t == pytest.approx(3.0, rel=0.15) for t in fit.fold_temperatures)
 
 
+def test_each_fold_temperature_is_fit_on_that_folds_training_questions_alone():
+    """Five questions planted at very different temperatures and five folds: each fold holds one question, so its
+    T is the fit on the other four (leave one question out) and differs from the fit on all five."""
+    from first_eval.metrics import ece
+
+    temperatures = (0.4, 0.8, 1.6, 3.2, 6.4)
+    parts = [planted(600, 12, t, seed=10 + i) for i, t in enumerate(temperatures)]
+    logits = torch.cat([part[0] for part in parts])
+    gold = torch.cat([part[1] for part in parts])
+    owner = np.repeat(np.arange(len(temperatures)) * 7 + 3, 600)  # question ids need not be 0..n-1
+    fit = fit_token_temperature(logits, gold, owner, n_folds=5, seed=1)
+
+    everything, _ = fit_token_temperature_value(logits, gold)
+    assert fit.temperature == pytest.approx(everything, rel=1e-9)
+    leave_one_out = {}
+    for question in np.unique(owner):
+        kept = torch.from_numpy(np.flatnonzero(owner != question))
+        leave_one_out[question] = fit_token_temperature_value(logits[kept], gold[kept])[0]
+    assert sorted(fit.fold_temperatures) == pytest.approx(sorted(leave_one_out.values()), rel=1e-9)
+    assert all(abs(t / everything - 1) > 0.05 for t in leave_one_out.values())  # a fit on all data is caught
+    # ECE after: each question's tokens at the T fit without it (top-1 by hand, torch's softmax)
+    confidences, correct = [], []
+    for question, t in leave_one_out.items():
+        rows = owner == question
+        top, arg = torch.softmax(logits[rows].double() / t, dim=-1).max(dim=-1)
+        confidences.append(top.numpy())
+        correct.append((arg == gold[rows]).numpy())
+    expected = ece(np.concatenate(confidences), np.concatenate(correct), n_bins=15)
+    assert fit.ece_after == pytest.approx(expected, abs=1e-6)
+
+
 def test_gold_token_logits_match_unbatched_forwards(tiny_llama_dir):  # noqa: F811
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

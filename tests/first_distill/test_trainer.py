@@ -109,25 +109,41 @@ def test_unknown_variant_suggests_the_closest():
 
 
 def test_each_variant_computes_its_loss_function():
+    """Each variant's loss against torch written out here (not first_distill.losses): the renormalised top-k KL,
+    the top-k KL with a tail bucket, the sampled cross-entropy, the full KL from softmax(teacher / T)."""
     import torch
-
-    from first_distill import losses
+    import torch.nn.functional as F
 
     torch.manual_seed(0)
-    logits, teacher = torch.randn(2, 5, 11), torch.randn(2, 5, 11)
-    mask = torch.rand(2, 5) < 0.7
+    temperature = 0.5
+    logits, teacher = torch.randn(2, 5, 11, dtype=torch.float64), torch.randn(2, 5, 11, dtype=torch.float64)
+    mask = torch.tensor([[True, False, True, True, False], [True, True, False, True, True]])
     labels = torch.randint(0, 11, (2, 5))
-    probs, ids = torch.softmax(teacher / 0.5, -1).topk(3, -1)
+    probs, ids = torch.softmax(teacher / temperature, -1).topk(3, -1)  # (2, 5, 3): sums < 1
     batch = {"loss_mask": mask, "labels": labels, "topk_ids": ids, "topk_probs": probs}
+
+    def kl(p, log_q):  # (N, m) rows -> mean over rows of sum p log(p / q)
+        return (p * (p.log() - log_q)).sum(-1).mean()
+
+    student_log_q = torch.log_softmax(logits, -1)[mask]  # (N, V)
+    gathered = logits.gather(-1, ids)[mask]  # (N, 3)
+    p_top, q_top = probs[mask], student_log_q.gather(-1, ids[mask]).exp()
+    with_tail = lambda x: torch.cat([x, 1 - x.sum(-1, keepdim=True)], -1)  # noqa: E731
     expected = {
-        "first": losses.topk_kl(logits, ids, probs, mask), "topk-notemp": losses.topk_kl(logits, ids, probs, mask),
-        "topk-tail": losses.topk_tail_kl(logits, ids, probs, mask), "rs-kd": losses.sampled_kl(logits, ids, probs, mask),
-        "full-kd": losses.full_kl(logits, teacher, mask, temperature=0.5),
-        "ce": torch.nn.functional.cross_entropy(logits[mask], labels[mask]),
-        "label-smoothing": torch.nn.functional.cross_entropy(logits[mask], labels[mask], label_smoothing=0.1)}
+        "first": kl(p_top / p_top.sum(-1, keepdim=True), torch.log_softmax(gathered, -1)),
+        "topk-notemp": kl(p_top / p_top.sum(-1, keepdim=True), torch.log_softmax(gathered, -1)),
+        "topk-tail": kl(with_tail(p_top), with_tail(q_top).log()),
+        "rs-kd": -(p_top * student_log_q.gather(-1, ids[mask])).sum(-1).mean(),
+        "full-kd": kl(torch.softmax(teacher / temperature, -1)[mask], student_log_q),
+        "ce": F.cross_entropy(logits[mask], labels[mask]),
+        "label-smoothing": F.cross_entropy(logits[mask], labels[mask], label_smoothing=0.1)}
+    assert set(expected) == set(VARIANTS)
     for name, value in expected.items():
-        got = VARIANTS[name].compute_loss(logits, batch, teacher_logits=teacher, teacher_temperature=0.5)
-        torch.testing.assert_close(got, value, msg=name)
+        got = VARIANTS[name].compute_loss(logits, batch, teacher_logits=teacher, teacher_temperature=temperature)
+        torch.testing.assert_close(got, value, rtol=1e-9, atol=1e-12, msg=name)
+    # the teacher temperature reaches full-kd (and only the teacher is tempered)
+    untempered = VARIANTS["full-kd"].compute_loss(logits, batch, teacher_logits=teacher, teacher_temperature=1.0)
+    assert abs(untempered - expected["full-kd"]) > 0.1
 
 
 def test_settings_map_onto_training_arguments(tmp_path):
@@ -192,6 +208,43 @@ def test_variants_see_the_same_batches_in_the_same_order(world, tmp_path, monkey
     assert seen["first"] == seen["ce"] == seen["rs-kd"]
     order = [i for batch in seen["first"][:3] for i in batch]  # the first epoch: every example once, shuffled
     assert sorted(order) == list(range(len(PAIRS))) and order != sorted(order)
+
+
+@pytest.mark.parametrize("teacher_temperature, expected_t", [(None, 0.1), (2.0, 2.0)])
+def test_full_kd_trains_against_the_teacher_at_its_temperature(world, tmp_path, monkeypatch, teacher_temperature,
+                                                                expected_t):
+    """full-kd's first logged loss is KL(softmax(teacher / T) || softmax(student)) on the batch it saw, at the
+    initial weights, by hand; T is the tempered store's (0.1) unless --teacher-temperature overrides it."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from first_distill.trainer import DistillationTrainer
+
+    seen = []
+    original = DistillationTrainer.compute_loss
+
+    def recording(self, model, inputs, *args, **kwargs):
+        seen.append({key: value.clone() for key, value in inputs.items() if torch.is_tensor(value)})
+        return original(self, model, inputs, *args, **kwargs)
+
+    monkeypatch.setattr(DistillationTrainer, "compute_loss", recording)
+    config = replace(config_for(world, tmp_path / "run", variants=("full-kd",), max_steps=1),
+                     teacher_temperature=teacher_temperature)
+    result = train_student(config)
+    assert result.teacher_temperature == pytest.approx(expected_t)
+    logged = json.loads(result.students[0].log_path.read_text())["steps"][0]["loss"]
+
+    batch = seen[0]
+    models = [AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float64).eval()
+              for folder in (world["student"], world["teacher"])]
+    with torch.no_grad():
+        student, teacher = (m(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits for m in models)
+    mask = batch["loss_mask"]
+    p = torch.softmax(teacher[mask] / expected_t, -1)
+    expected = (p * (p.log() - torch.log_softmax(student[mask], -1))).sum(-1).mean()
+    assert logged == pytest.approx(float(expected), rel=1e-4)
+    p_untempered = torch.softmax(teacher[mask], -1)
+    assert abs(logged - float((p_untempered * (p_untempered.log() - torch.log_softmax(student[mask], -1))).sum(-1).mean())) > 1e-3
 
 
 def test_lm_eval_scores_a_trained_student(world, tmp_path):

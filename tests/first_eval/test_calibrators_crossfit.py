@@ -11,6 +11,7 @@ from first_eval.calibrators import (
     CalibratorCannotFit,
     IsotonicCalibration,
     TemperatureScaling,
+    assign_folds,
     cross_fit,
     top_label_probs,
 )
@@ -108,6 +109,18 @@ def test_folds_are_stratified_on_correctness_when_both_classes_allow_it():
     assert result.stratified
     per_fold = np.bincount(result.fold_ids, weights=correct, minlength=5)
     assert per_fold.max() - per_fold.min() <= 1
+
+
+def test_exactly_n_folds_wrong_answers_still_stratify_one_per_fold():
+    """Stratified when both classes number *at least* n_folds: 5 wrong answers and 5 folds give one wrong answer
+    per fold, so every training part holds both classes; 4 wrong answers give a plain KFold."""
+    assert assign_folds(np.arange(60) >= 4, 5, seed=0)[1] is False
+    fold_ids, stratified = assign_folds(np.arange(60) >= 5, 5, seed=0)  # questions 0..4 wrong
+    assert stratified is True
+    assert np.bincount(fold_ids[:5], minlength=5).tolist() == [1] * 5
+    scores = ChoiceScores.from_lists([[0.0, -1.0 - 0.05 * i] for i in range(60)], [1] * 5 + [0] * 55)
+    result = cross_fit("platt", scores, n_folds=5, seed=0)
+    assert result.stratified and np.array_equal(result.fold_ids, fold_ids)
 
 
 def test_too_few_questions_for_the_folds():

@@ -37,6 +37,15 @@ def padded(scores: ChoiceScores) -> np.ndarray:
     return table
 
 
+def padded_probs(probs) -> np.ndarray:
+    """(n, max_choices) probabilities of a ChoiceProbs, 0 where a question has no such choice."""
+    counts = np.diff(probs.offsets)
+    table = np.zeros((len(counts), counts.max()))
+    column = np.arange(len(probs.choice_probs)) - np.repeat(probs.offsets[:-1], counts)
+    table[np.repeat(np.arange(len(counts)), counts), column] = probs.choice_probs
+    return table
+
+
 def mean_nll(scores: ChoiceScores, temperature: float) -> float:
     """Independent mean gold NLL with scipy's log_softmax on the padded table."""
     log_probs = log_softmax(padded(scores) / temperature, axis=1)
@@ -125,9 +134,27 @@ def test_json_round_trip_gives_identical_probabilities():
     fitted = TemperatureScaling().fit(scores)
     document = json.loads(json.dumps(fitted.to_dict()))
     assert document["kind"] == "temperature" and document["n_fit"] == 300
-    for rebuilt in (TemperatureScaling.from_dict(document), calibrator_from_dict(document)):
+    assert document["temperature"] == fitted.temperature_
+    # independent: scipy's softmax of the scores divided by the fitted T, question by question
+    expected = softmax(padded(scores) / fitted.temperature_, axis=1)
+    for rebuilt in (fitted, TemperatureScaling.from_dict(document), calibrator_from_dict(document)):
         assert isinstance(rebuilt, TemperatureScaling)
-        np.testing.assert_array_equal(rebuilt.transform(scores).choice_probs, fitted.transform(scores).choice_probs)
+        probs = rebuilt.transform(scores)
+        np.testing.assert_allclose(padded_probs(probs), expected, rtol=1e-12, atol=1e-300)
+        np.testing.assert_array_equal(probs.predictions, ragged_argmax(scores.choice_scores, scores.offsets))
+
+
+@pytest.mark.parametrize("temperature", [0.3, 4.0])
+def test_transform_divides_the_scores_by_t(temperature):
+    """softmax(s / T): T > 1 softens every question, T < 1 sharpens it (scipy's softmax as the oracle)."""
+    scores = planted_scores(200, 1.0, seed=8)
+    probs = TemperatureScaling.from_dict({"kind": "temperature", "temperature": temperature}).transform(scores)
+    np.testing.assert_allclose(padded_probs(probs), softmax(padded(scores) / temperature, axis=1), rtol=1e-12, atol=1e-300)
+    plain = scores.probabilities()
+    if temperature > 1:
+        assert (probs.confidences < plain.confidences).all()
+    else:
+        assert (probs.confidences > plain.confidences).all()
 
 
 def test_every_answer_right_stops_at_the_smallest_temperature_with_a_warning():

@@ -149,6 +149,19 @@ def test_isotonic_matches_sklearn_on_training_and_new_questions():
     np.testing.assert_allclose(isotonic.y_thresholds_, reference.y_thresholds_, rtol=1e-12)
 
 
+def test_isotonic_is_non_decreasing_even_when_confidence_predicts_errors():
+    """A model whose confident answers are its wrong ones: the calibrated confidence still never falls as the raw
+    one rises (isotonic, not "auto"-directed: a decreasing map would reorder the questions' confidences). The
+    increasing fit pools everything into one block at the overall accuracy (pool-adjacent-violators by hand)."""
+    raw = np.linspace(0.55, 0.95, 40)
+    correct = raw < 0.7  # the 15 least confident questions are right, the rest wrong
+    # 2 choices with top-label confidence c > 1/2: scores [logit(c), 0]; gold = 0 when correct
+    scores = ChoiceScores.from_lists([[float(logit(c)), 0.0] for c in raw], np.where(correct, 0, 1))
+    calibrated = IsotonicCalibration().fit(scores).transform(scores).confidences
+    assert correct.sum() == 15 and (np.diff(calibrated) >= 0).all()
+    np.testing.assert_allclose(calibrated, np.full(40, 15 / 40), rtol=1e-12)
+
+
 def test_isotonic_json_round_trip_is_identical():
     scores = overconfident_scores(800, seed=8)
     fitted = IsotonicCalibration().fit(scores)

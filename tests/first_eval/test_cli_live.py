@@ -59,12 +59,22 @@ def test_live_bad_input_is_one_line_exit_2_nothing_written(shared_datasets, tiny
     assert not (out / "report.html").exists() and not (out / "metrics.json").exists()
 
 
-def test_missing_model_folder_and_missing_data_file(shared_datasets, tmp_path):
+def test_missing_model_folder(tmp_path):
     result = runner.invoke(app, ["report", "--model", "hf", "--model-args", f"pretrained={tmp_path / 'nope'}",
                                  "--tasks", "arc_easy", "--output", str(tmp_path / "o")])
     assert result.exit_code == 2 and "nope" in result.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_missing_data_file_is_named(tiny_llama_dir, tmp_path):  # noqa: F811
+    """A real model folder, so the only thing wrong is the data: the error names the split file it looked for."""
     empty = tmp_path / "data"
-    empty.mkdir()
-    result = runner.invoke(app, ["report", "--model", "hf", "--model-args", f"pretrained={tmp_path}", "--tasks", "arc_easy",
-                                 "--data-dir", str(empty), "--output", str(tmp_path / "o2")])
-    assert result.exit_code == 2
+    (empty / "arc_easy").mkdir(parents=True)
+    (empty / "arc_easy" / "validation.jsonl").write_text("{}\n")  # another split is not the one evaluated
+    result = runner.invoke(app, ["report", "--model", "hf", "--model-args", f"pretrained={tiny_llama_dir}",
+                                 "--tasks", "arc_easy", "--data-dir", str(empty), "--output", str(tmp_path / "o2")])
+    assert result.exit_code == 2, result.output
+    error = result.stderr.strip()
+    assert error.startswith("error: --data-dir ") and "\n" not in error, error
+    assert f"{empty / 'arc_easy' / 'test.jsonl'}" in error and "test split" in error and "not found" in error
+    assert not (tmp_path / "o2").exists()

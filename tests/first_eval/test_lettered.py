@@ -99,6 +99,17 @@ def test_letter_summary_hand_worked():
     assert letter_summary(logliks, offsets, gold, None).raw_accuracy is None
 
 
+def test_unrenormalised_correct_means_the_gold_letter_is_the_greedy_token():
+    # question 1: the model's top letter A (0.6) is its greedy token but the gold is B: wrong at confidence 0.6;
+    # question 2: gold B is both the top letter and the greedy token: right at confidence 0.7
+    logliks = np.log([0.6, 0.3, 0.2, 0.7])
+    summary = letter_summary(logliks, np.array([0, 2, 4]), np.array([1, 1]), np.array([True, False, False, True]),
+                             n_bins=10)
+    assert summary.raw_accuracy == 0.5
+    assert summary.raw_brier == pytest.approx((0.6 ** 2 + 0.3 ** 2) / 2)
+    assert summary.raw_auroc == 1.0  # the right answer is the more confident one
+
+
 @pytest.fixture(scope="module")
 def letters_report(shared_datasets, tiny_llama_dir, tmp_path_factory):  # noqa: F811
     out = tmp_path_factory.mktemp("letters-report") / "run"

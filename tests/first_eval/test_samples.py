@@ -113,3 +113,41 @@ def test_tasks_that_score_themselves_are_refused(tmp_path):
     path = write_lines(tmp_path / "samples_truthfulqa_mc2_2026-01-01T00-00-00.000000.jsonl", [line])
     with pytest.raises(InputError, match="field 'acc' is 0.37, not 0 or 1"):
         read_samples_path(path)
+
+
+def test_tempered_divides_every_choice_score_by_the_temperature(samples_file):
+    from scipy.special import softmax
+
+    (task,) = read_samples_path(samples_file)
+    for temperature in (0.5, 2.5):
+        probs = task.tempered(temperature).choice_scores("sum").probabilities()
+        for i in range(task.n_questions):
+            segment = slice(task.offsets[i], task.offsets[i + 1])
+            np.testing.assert_allclose(probs.choice_probs[segment], softmax(task.loglik_sums[segment] / temperature),
+                                       rtol=1e-10, atol=1e-300)
+    with pytest.raises(ValueError, match="-1"):
+        task.tempered(-1.0)
+
+
+def choice_record(continuations: list[str], lls: list[float], target) -> dict:
+    return {"doc_id": 0, "target": target, "filtered_resps": [[str(ll), "False"] for ll in lls],
+            "arguments": {f"gen_args_{j}": {"arg_0": "Q:", "arg_1": c} for j, c in enumerate(continuations)}}
+
+
+def test_the_delimiter_is_stripped_only_when_every_choice_starts_with_it(tmp_path):
+    """lm-eval's acc_norm divides by len(choice); the continuation is target_delimiter + choice. A task with an empty
+    delimiter whose choices happen to start with a space (here only the first) keeps every character."""
+    path = tmp_path / "samples_t_2026-01-01T00-00-00.000000.jsonl"
+    # [" yes", "no"]: lengths 4 and 2, so char-norm scores -3/4 = -0.75 > -1.6/2 = -0.8 and picks choice 0;
+    # lengths 3 and 2 (one space stripped) would pick choice 1 (-1.0 < -0.8).
+    records = [choice_record([" yes", "no"], [-3.0, -1.6], "0"),
+               choice_record(["  a", " bb"], [-2.0, -2.5], "1")]  # every choice starts with " ": one stripped
+    records[1]["doc_id"] = 1
+    write_lines(path, [json.dumps(r) for r in records])
+    (task,) = read_samples_path(path)
+    assert task.char_lengths.tolist() == [4.0, 2.0, 2.0, 2.0]
+    assert task.choice_scores("char-norm").probabilities().predictions.tolist() == [0, 0]
+    # a choice given as text is matched against the same (unstripped) choices
+    write_lines(path, [json.dumps(choice_record([" yes", "no"], [-3.0, -1.6], "no"))])
+    (task,) = read_samples_path(path)
+    assert task.gold.tolist() == [1]
