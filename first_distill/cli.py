@@ -150,7 +150,7 @@ def distill_command(
 
 
 def print_distill_summary(metrics_path: Path) -> None:
-    """Accuracy / ECE per model and task, and the paper's claims that held, on stderr."""
+    """Accuracy / ECE per model and task, and how many of the paper's claims hold (within noise or beyond), on stderr."""
     import json
 
     from rich.console import Console
@@ -165,7 +165,9 @@ def print_distill_summary(metrics_path: Path) -> None:
         console.print(f"{name:<16}" + "".join(f"{cell:>28}" for cell in cells), highlight=False, soft_wrap=True)
     claims = (document.get("distill") or {}).get("claims") or []
     if claims:
-        console.print(f"the paper's claims held in {sum(c['holds'] for c in claims)} of {len(claims)} comparisons "
+        from first_distill.distill_report import claims_summary
+
+        console.print(f"the paper's claims: {claims_summary(claims)}; judged against paired bootstrap intervals "
                       "(see the report)", highlight=False, soft_wrap=True)
     console.print(f"wrote {metrics_path.parent / 'report.html'} and metrics.json", highlight=False, soft_wrap=True)
 

@@ -21,6 +21,7 @@ from first_eval.errors import InputError
 from first_eval.letter_mass import LetterSummary, letter_summary
 from first_eval.lm_eval_bridge.samples import TaskSamples
 from first_eval.metrics import MetricSet, compute_metrics
+from first_eval.questions import QuestionTable
 from first_eval.scores import SCORE_MODES, ChoiceScores
 
 # Above this NLL-optimal temperature the scores carry little usable confidence at T=1 (e.g. summed
@@ -83,6 +84,7 @@ class CalibratedResult:
     fitted: dict[str, Any] | None  # to_dict() of the calibrator fit on all data (saved for reuse)
     fold_params: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
+    confidences: np.ndarray | None = None  # (n,) each question's out-of-fold calibrated confidence (not in JSON)
 
     def to_dict(self) -> dict[str, Any]:
         if self.metrics is None:
@@ -126,6 +128,7 @@ class TaskAudit:
     lm_eval_accuracy: dict[str, float]  # lm-eval's own recorded acc / acc_norm, when the records had them
     notes: tuple[str, ...] = ()
     letters: LetterSummary | None = None  # lettered tasks: letter mass and the unrenormalised metrics
+    questions: QuestionTable | None = None  # per-question answers (questions.jsonl.gz), for paired comparisons
 
     @property
     def temperature(self) -> float | None:
@@ -161,11 +164,14 @@ def _audit_task(samples: TaskSamples, config: AuditConfig) -> TaskAudit:
             f"task {samples.task!r} has {scores.n_questions} question(s) but --folds is {config.n_folds}; "
             "lower --folds or give more questions"
         )
+    probs = scores.probabilities()
     metrics = compute_metrics(
-        scores.probabilities(), n_bins=config.n_bins, n_bootstrap=config.n_bootstrap,
+        probs, n_bins=config.n_bins, n_bootstrap=config.n_bootstrap,
         seed=config.seed, confidence_level=config.confidence_level,
     )
     calibrated = {name: _evaluate_calibrator(name, scores, config) for name in config.calibrators}
+    scaled = calibrated.get("temperature")
+    questions = QuestionTable.from_probs(samples.doc_ids, probs, None if scaled is None else scaled.confidences)
     notes = list(samples.notes)
     letters = None
     if samples.lettered:
@@ -194,7 +200,7 @@ def _audit_task(samples: TaskSamples, config: AuditConfig) -> TaskAudit:
     recorded_key = "acc" if config.score_mode == "sum" else "acc_norm"
     lm_eval_accuracy = {key: float(values.mean()) for key, values in samples.recorded.items()}
     if recorded_key in samples.recorded:
-        ours = scores.probabilities().correct.astype(float)
+        ours = probs.correct.astype(float)
         mismatched = int((ours != samples.recorded[recorded_key]).sum())
         if mismatched:
             notes.append(
@@ -205,7 +211,7 @@ def _audit_task(samples: TaskSamples, config: AuditConfig) -> TaskAudit:
     return TaskAudit(
         task=samples.task, source=samples.source, config=config, metrics=metrics, calibrated=calibrated,
         score_modes=modes, n_choices={int(k): int(v) for k, v in enumerate(counts) if v},
-        lm_eval_accuracy=lm_eval_accuracy, notes=tuple(notes), letters=letters,
+        lm_eval_accuracy=lm_eval_accuracy, notes=tuple(notes), letters=letters, questions=questions,
     )
 
 
@@ -239,7 +245,8 @@ def _evaluate_calibrator(name: str, scores: ChoiceScores, config: AuditConfig) -
         crossed.probs, n_bins=config.n_bins, n_bootstrap=config.n_bootstrap,
         seed=config.seed, confidence_level=config.confidence_level,
     )
-    return CalibratedResult(name=name, metrics=metrics, fitted=fitted, fold_params=list(crossed.fold_calibrators))
+    return CalibratedResult(name=name, metrics=metrics, fitted=fitted, fold_params=list(crossed.fold_calibrators),
+                            confidences=crossed.probs.confidences)
 
 
 def _score_mode_summaries(samples: TaskSamples, config: AuditConfig) -> dict[str, ScoreModeSummary]:

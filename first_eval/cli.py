@@ -71,8 +71,8 @@ def audit_config_from_flags(bins: int, score: str, calibrators: str, folds: int,
         raise InputError(str(error)) from None
 
 
-def audit_and_write(task_samples: list, config, output: Path, title: str, model: Optional[str]) -> list[Path]:
-    """Audit every task (with a progress bar), then write the report files atomically."""
+def audit_and_write(task_samples: list, config, output: Path, title: str, model: Optional[str], gate=None) -> list[Path]:
+    """Audit every task (with a progress bar), then write the report files atomically (``gate``: a ``ReportGate``)."""
     from rich.progress import Progress
 
     from first_eval.audit import audit_task
@@ -88,7 +88,20 @@ def audit_and_write(task_samples: list, config, output: Path, title: str, model:
             audits.append(audit_task(samples, config))
             progress.advance(job)
     meta = ReportMeta(title=title, model=model, command="first " + shlex.join(sys.argv[1:]))
-    return write_report(audits, output, meta)
+    return write_report(audits, output, meta, gate)
+
+
+def gate_from_flags(max_ece: Optional[float], min_accuracy: Optional[float], gate_on: str, bootstrap: int):
+    """The ``first report`` release gate, or None when no threshold is given; ``InputError`` for bad values."""
+    from first_eval.gate import ReportGate
+
+    try:
+        gate = ReportGate(max_ece=max_ece, min_accuracy=min_accuracy, on=gate_on)
+    except ValueError as error:
+        raise InputError(str(error)) from None
+    if gate.on == "upper" and gate.active and bootstrap == 0:
+        raise InputError("--gate-on upper checks the bootstrap intervals; give --bootstrap > 0 (or --gate-on point)")
+    return gate if gate.active else None
 
 
 def check_unique_tasks(task_samples: list) -> None:
@@ -124,7 +137,8 @@ def print_summary(output: Path) -> None:
             + (f" letter-mass={metrics['letters']['mean_mass']:.3f}" if "letters" in metrics else ""),
             highlight=False, soft_wrap=True,
         )
-    console.print(f"wrote {output / 'report.html'}, metrics.json, calibrators.json", highlight=False, soft_wrap=True)
+    console.print(f"wrote {output / 'report.html'}, metrics.json, calibrators.json, questions.jsonl.gz", highlight=False,
+                  soft_wrap=True)
 
 
 @app.command("report")
@@ -151,14 +165,22 @@ def report_command(
     bootstrap: int = typer.Option(1000, help="Bootstrap resamples for confidence intervals (0 = none)."),
     seed: int = typer.Option(0, help="Seed for folds, bootstrap (and lm-eval in a live run)."),
     title: str = typer.Option("Calibration report", help="Report title."),
+    max_ece: Optional[float] = typer.Option(None, "--max-ece", help="Release gate: exit 1 (report still written) when a task's ECE is above this (0..1).", rich_help_panel="Release gate"),
+    min_accuracy: Optional[float] = typer.Option(None, "--min-accuracy", help="Release gate: exit 1 when a task's accuracy is below this (0..1).", rich_help_panel="Release gate"),
+    gate_on: str = typer.Option("point", "--gate-on", help="point: gate the point estimates; upper: the pessimistic end of each bootstrap interval (ECE's upper, accuracy's lower bound).", rich_help_panel="Release gate"),
 ) -> None:
     """Audit calibration: metrics with CIs, calibrators, reliability diagrams (from lm-eval samples or a live run).
+
+    Exit codes: 0 done; 1 the report was written but a task failed --max-ece / --min-accuracy (one line per
+    task on stderr); 2 bad input (nothing written).
 
     Examples:
 
       first report --samples out/model/samples_arc_easy_*.jsonl --output runs/arc
 
       first report --model hf --model-args pretrained=DIR --tasks arc_easy --data-dir ../shared/datasets --limit 200 --output runs/arc
+
+      first report --samples out/ --output runs/ci --max-ece 0.1 --min-accuracy 0.6 --gate-on upper
     """
     created = not output.exists()  # a folder this command makes is removed again when it fails on bad input
     try:
@@ -166,6 +188,7 @@ def report_command(
 
         check_output_folder(output)
         config = audit_config_from_flags(bins, score, calibrators, folds, bootstrap, seed)
+        gate = gate_from_flags(max_ece, min_accuracy, gate_on, bootstrap)
         inputs = list(samples or []) + list(paths or [])
         if model is not None:
             if inputs:
@@ -187,7 +210,7 @@ def report_command(
             task_samples = [task for path in expand_sample_paths(inputs) for task in read_samples_path(path)]
             model_label = None
         check_unique_tasks(task_samples)
-        audit_and_write(task_samples, config, output, title, model=model_label)
+        audit_and_write(task_samples, config, output, title, model=model_label, gate=gate)
     except InputError as error:
         if created:
             import shutil
@@ -195,6 +218,20 @@ def report_command(
             shutil.rmtree(output, ignore_errors=True)
         raise fail(str(error))
     print_summary(output)
+    exit_on_failed_gate(output)
+
+
+def exit_on_failed_gate(output: Path) -> None:
+    """Exit 1 with one line per failing task on stderr when the report's gate failed (metrics.json ``gate``)."""
+    import json
+
+    from first_eval.gate import report_gate_lines
+
+    gate = json.loads((output / "metrics.json").read_text(encoding="utf-8")).get("gate")
+    if gate and not gate["passed"]:
+        for line in report_gate_lines(gate):
+            typer.echo(line, err=True)
+        raise typer.Exit(code=1)
 
 
 def live_task_samples(model, model_args, tasks, include_path, data_dir, num_fewshot, limit, batch_size, device, seed, output,
@@ -223,21 +260,68 @@ def compare_command(
     names: Optional[str] = typer.Option(None, help="Comma-separated display names, one per run (default: model name or folder name)."),
     baseline: Optional[str] = typer.Option(None, help="Model the deltas are taken against (default: the first run)."),
     title: str = typer.Option("Calibration comparison", help="Report title."),
+    bootstrap: int = typer.Option(1000, help="Bootstrap resamples for the intervals of the differences (0 = none)."),
+    seed: int = typer.Option(0, help="Seed of the resampled questions (the same for every model)."),
+    fail_if_worse: Optional[str] = typer.Option(None, "--fail-if-worse", help="Comma-separated metrics (accuracy, ece, ece_calibrated, brier, nll): exit 1 (report still written) when a model is significantly worse than the baseline on one (its interval excludes 0 on the bad side).", rich_help_panel="Release gate"),
 ) -> None:
-    """Compare audits of several models: table, side-by-side diagrams, deltas to a baseline.
+    """Compare audits of several models: decision table, deltas to a baseline with paired intervals, diagrams.
 
-    Example: first compare runs/base runs/teacher --names base,teacher --output runs/compare
+    Audits of the same questions are paired on their doc_ids (questions.jsonl.gz beside metrics.json); older
+    audit folders without that file compare with unpaired intervals. Exit codes: 0 done; 1 written, but
+    --fail-if-worse found a significantly worse model (one line each on stderr); 2 bad input.
+
+    Example: first compare runs/base runs/teacher --names base,teacher --output runs/compare --fail-if-worse ece
     """
     from first_eval.compare import models_from_run_dirs, write_comparison
+    from first_eval.deltas import DeltaSettings
+    from first_eval.gate import parse_worse_metrics
     from first_eval.input_checks import check_output_folder
 
     try:
         check_output_folder(output)
+        try:
+            worse = parse_worse_metrics(fail_if_worse) if fail_if_worse is not None else ()
+            settings = DeltaSettings(n_bootstrap=bootstrap, seed=seed)
+        except ValueError as error:
+            raise InputError(str(error)) from None
+        if worse and bootstrap == 0:
+            raise InputError("--fail-if-worse needs the intervals of the differences; give --bootstrap > 0")
         models = models_from_run_dirs(runs, parse_list(names, "--names") if names else None)
-        write_comparison(models, output, title, baseline, command="first " + shlex.join(sys.argv[1:]))
+        write_comparison(models, output, title, baseline, command="first " + shlex.join(sys.argv[1:]),
+                         settings=settings, fail_if_worse=worse)
     except InputError as error:
         raise fail(str(error))
     typer.echo(f"wrote {output / 'report.html'} and metrics.json", err=True)
+    print_comparison_summary(output)
+
+
+def print_comparison_summary(output: Path) -> None:
+    """The significant differences to the baseline (a line per model and task that has one, else a line per model),
+    then (exit 1) the failures of --fail-if-worse."""
+    import json
+
+    from first_eval.deltas import DELTA_LABELS, verdict
+    from first_eval.gate import worse_lines
+
+    document = json.loads((output / "metrics.json").read_text(encoding="utf-8"))
+    baseline = document["baseline"]
+    for name, per_task in document["deltas"].items():
+        unpaired = sum(not document["pairing"][name][task]["paired"] for task in per_task)
+        flagged = []
+        for task, entries in per_task.items():
+            marked = [f"{DELTA_LABELS[m]} {e['delta']:+.3f} ({verdict(e, m)})" for m, e in entries.items()
+                      if m != "mean_confidence" and verdict(e, m)]
+            if marked:
+                flagged.append(f"{name} vs {baseline} on {task}: {', '.join(marked)}"
+                               + ("" if document["pairing"][name][task]["paired"] else " (unpaired)"))
+        for line in flagged or [f"{name} vs {baseline}: no significant difference on {len(per_task)} task(s)"
+                                + (f" ({unpaired} unpaired)" if unpaired else "")]:
+            typer.echo(line, err=True)
+    gate = document.get("gate")
+    if gate and not gate["passed"]:
+        for line in worse_lines(gate, baseline):
+            typer.echo(line, err=True)
+        raise typer.Exit(code=1)
 
 
 def synthetic_demo(output: Path, seed: int = 0, bootstrap: int = 1000) -> None:

@@ -1,8 +1,17 @@
-"""Compare audits of several models: models x tasks table, side-by-side diagrams, deltas to a baseline.
+"""Compare audits of several models: the decision screen, deltas to a baseline with paired intervals, diagrams.
 
-Input is what ``first report`` wrote (``metrics.json`` of schema ``first.report/1``), so any two runs
-can be compared later without re-running a model. ``build_comparison`` is pure; ``write_comparison``
-renders and writes atomically.
+Input is what ``first report`` wrote (``metrics.json`` of schema ``first.report/1`` and, from issue 12 on,
+``questions.jsonl.gz``), so any two runs can be compared later without re-running a model. Audits without
+the per-question file still compare, with unpaired intervals (``deltas.py``). ``build_comparison`` is pure;
+``write_comparison`` renders and writes atomically.
+
+``metrics.json`` (schema ``first.compare/2``; ``/1`` had bare floats as deltas)::
+
+    {"schema": "first.compare/2", "baseline": NAME, "task_order": [...],
+     "models": {NAME: {"source": DIR, "tasks": {TASK: {first.report/1 task block}}, "format", "questions": bool}},
+     "deltas": {NAME: {TASK: {METRIC: {"delta", "ci": [low, high], "paired", "n", "excludes_zero"}}}},
+     "pairing": {NAME: {TASK: {"paired", "n", "note"}}}, "bootstrap": {"resamples", "seed", "confidence_level"},
+     "gate": {"fail_if_worse": [...], "passed", "failures": [...]}   (with --fail-if-worse), "meta": {...}}
 """
 
 from __future__ import annotations
@@ -15,24 +24,26 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from first_eval.deltas import DELTA_LABELS, HIGHER_IS_BETTER, DeltaSettings, task_deltas, verdict
 from first_eval.errors import InputError
 from first_eval.json_input import open_input, read_json_value
 from first_eval.lm_eval_bridge.lettered import LETTERED_SUFFIX
+from first_eval.questions import QUESTIONS_FILE, QuestionTable, read_questions
 
-COMPARE_SCHEMA = "first.compare/1"
-# Metrics shown in the table and differenced against the baseline; lower is better except where noted.
-TABLE_METRICS = ("accuracy", "ece", "brier", "nll")
-HIGHER_IS_BETTER = {"accuracy", "auroc"}
-DELTA_METRICS = ("accuracy", "ece", "ece_equal_mass", "mce", "brier", "nll", "auroc", "mean_confidence")
+COMPARE_SCHEMA = "first.compare/2"
+# Metrics shown in the change table, each with its interval; lower is better except accuracy.
+TABLE_METRICS = ("accuracy", "ece", "ece_calibrated", "brier", "nll")
 
 
 @dataclass(frozen=True)
 class ModelAudit:
-    """One model's ``first.report/1`` document under the name it is shown with."""
+    """One model's ``first.report/1`` document under the name it is shown with, and its questions when kept
+    (``{task: QuestionTable}``; None for an audit written before ``questions.jsonl.gz`` existed)."""
 
     name: str
     source: str
     tasks: dict[str, dict[str, Any]]
+    questions: Mapping[str, QuestionTable] | None = None
 
 
 def load_report_run(run_dir: Path) -> dict[str, Any]:
@@ -44,9 +55,10 @@ def load_report_run(run_dir: Path) -> dict[str, Any]:
         document = read_json_value(stream, path, limit=MAX_METRICS_BYTES)
     if not isinstance(document, dict) or document.get("schema") != "first.report/1":
         schema = document.get("schema") if isinstance(document, dict) else None
-        hint = {"first.distill/1": " (this is a `first distill` run's comparison: compare the `first report` "
-                                   "folders under its audits/ instead)",
-                COMPARE_SCHEMA: " (this is a comparison: compare the `first report` folders it was made from)"}
+        distill = " (this is a `first distill` run's comparison: compare the `first report` folders under its audits/ instead)"
+        compared = " (this is a comparison: compare the `first report` folders it was made from)"
+        hint = {"first.distill/1": distill, "first.distill/2": distill, "first.compare/1": compared,
+                COMPARE_SCHEMA: compared}
         raise InputError(f"{path}: schema is {_short(schema)}, expected 'first.report/1' (a metrics.json from "
                          f"`first report`){hint.get(schema, '') if isinstance(schema, str) else ''}")
     check_report_document(document, path)
@@ -159,8 +171,9 @@ def unique_names(names: Sequence[str]) -> list[str]:
     return out
 
 
-def build_comparison(models: Sequence[ModelAudit], baseline: str | None = None) -> dict[str, Any]:
-    """The combined document: every model's tasks, plus each model's deltas against the baseline."""
+def build_comparison(models: Sequence[ModelAudit], baseline: str | None = None,
+                     settings: DeltaSettings = DeltaSettings()) -> dict[str, Any]:
+    """The combined document: every model's tasks, plus each model's deltas against the baseline with intervals."""
     if not models:
         raise InputError("nothing to compare; give one or more run folders")
     names = [m.name for m in models]
@@ -178,23 +191,33 @@ def build_comparison(models: Sequence[ModelAudit], baseline: str | None = None) 
 
     tasks = sorted({task for m in models for task in m.tasks},
                    key=lambda t: (not in_base(t), t.removesuffix(LETTERED_SUFFIX), t))
-    deltas: dict[str, dict[str, dict[str, float | None]]] = {}
+    deltas: dict[str, dict[str, dict[str, Any]]] = {}
+    pairing: dict[str, dict[str, dict[str, Any]]] = {}
     for model in models:
         if model.name == baseline:
             continue
-        deltas[model.name] = {}
+        deltas[model.name], pairing[model.name] = {}, {}
         for task in tasks:
             if task in model.tasks and task in base.tasks:
-                deltas[model.name][task] = {
-                    metric: _difference(model.tasks[task].get(metric), base.tasks[task].get(metric)) for metric in DELTA_METRICS
-                }
+                missing = " and ".join(m.name for m in (model, base) if m.questions is None)
+                result = task_deltas(model.tasks[task], base.tasks[task], _questions(model, task),
+                                     _questions(base, task), settings, missing=missing)
+                deltas[model.name][task] = result.to_dict()
+                pairing[model.name][task] = {"paired": result.paired, "n": result.n, "note": result.note}
     return {
         "schema": COMPARE_SCHEMA,
         "baseline": baseline,
         "task_order": tasks,
-        "models": {m.name: {"source": m.source, "tasks": m.tasks, "format": model_format(m.tasks)} for m in models},
+        "models": {m.name: {"source": m.source, "tasks": m.tasks, "format": model_format(m.tasks),
+                            "questions": m.questions is not None} for m in models},
         "deltas": deltas,
+        "pairing": pairing,
+        "bootstrap": settings.to_dict(),
     }
+
+
+def _questions(model: ModelAudit, task: str) -> QuestionTable | None:
+    return None if model.questions is None else model.questions.get(task)
 
 
 def model_format(tasks: Mapping[str, Mapping[str, Any]]) -> str:
@@ -214,30 +237,74 @@ def format_notes(document: Mapping[str, Any]) -> list[str]:
             "scored) are different measurements; no delta is taken between a task and its lettered variant."]
 
 
-def _difference(value: Any, reference: Any) -> float | None:
-    if value is None or reference is None:
-        return None
-    return float(value) - float(reference)
+# ECE at which a cell of the decision table is shaded fully (a darker red means a worse-calibrated cell).
+SHADE_FULL_ECE = 0.25
 
 
-def comparison_figures(document: Mapping[str, Any]) -> dict[str, dict[str, str]]:
-    """Per task, per model: a reliability diagram (raw scores) with identical axes."""
-    from first_eval.plots import ReliabilityCurve, reliability_diagram_svg
-
-    figures: dict[str, dict[str, str]] = {}
-    for task in document["task_order"]:
-        figures[task] = {}
-        for name, model in document["models"].items():
+def decision_rows(document: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The pivoted table at the top of the page: a row per model, a cell per task with accuracy and ECE, the cell
+    shaded by its ECE, and each number marked ``better``/``worse`` when its interval against the baseline excludes 0."""
+    rows = []
+    for name, model in document["models"].items():
+        cells = {}
+        for task in document["task_order"]:
             metrics = model["tasks"].get(task)
-            if not metrics or "reliability" not in metrics:
+            if not metrics:
+                continue
+            entries = document["deltas"].get(name, {}).get(task, {})
+            shade = min(max(float(metrics["ece"]), 0.0) / SHADE_FULL_ECE, 1.0) * 0.55
+            cells[task] = {
+                "accuracy": metrics["accuracy"], "ece": metrics["ece"],
+                "style": f"background: rgba(192, 57, 43, {shade:.2f})",
+                "marks": {metric: verdict(entries.get(metric), metric) for metric in ("accuracy", "ece")},
+                "title": "; ".join(f"Δ {DELTA_LABELS[m]} {e['delta']:+.3f}"
+                                   + (f" [{e['ci'][0]:+.3f}, {e['ci'][1]:+.3f}]" if e["ci"][0] is not None else "")
+                                   for m, e in entries.items() if m in ("accuracy", "ece") and e["delta"] is not None),
+            }
+        rows.append({"model": name, "baseline": name == document["baseline"], "cells": cells})
+    return rows
+
+
+def comparison_figures(document: Mapping[str, Any]) -> dict[str, Any]:
+    """``headline``: accuracy against ECE per task, each model a point with its intervals; ``overlay``: per task,
+    every model's reliability curve on one pair of axes; ``per_model``: per task and model, its own diagram."""
+    from first_eval.plots import ModelPoint, ReliabilityCurve, headline_svg, overlaid_reliability_svg, model_style
+    from first_eval.plots import reliability_diagram_svg
+
+    names = list(document["models"])
+    headline_points: dict[str, list] = {}
+    overlay: dict[str, str] = {}
+    per_model: dict[str, dict[str, str]] = {}
+    for task in document["task_order"]:
+        curves, styles, points = [], [], []
+        per_model[task] = {}
+        for index, (name, model) in enumerate(document["models"].items()):
+            metrics = model["tasks"].get(task)
+            if not metrics:
+                continue
+            points.append(ModelPoint(name, float(metrics["accuracy"]), _pair(metrics.get("accuracy_ci")),
+                                     float(metrics["ece"]), _pair(metrics.get("ece_ci"))))
+            if "reliability" not in metrics:
                 continue
             bins = metrics["reliability"]
             curve = ReliabilityCurve(
                 name, np.asarray(bins["edges"], float), np.asarray(bins["counts"], float),
                 _as_float_array(bins["mean_confidence"]), _as_float_array(bins["accuracy"]),
             )
-            figures[task][name] = reliability_diagram_svg([curve], width_in=3.3, height_in=3.7)
-    return figures
+            curves.append(curve)
+            styles.append(model_style(index))
+            per_model[task][name] = reliability_diagram_svg([curve], width_in=3.3, height_in=3.7)
+        headline_points[task] = points
+        if curves:
+            overlay[task] = overlaid_reliability_svg(curves, styles)
+    headline = headline_svg(headline_points, names, document["baseline"]) if headline_points else None
+    return {"headline": headline, "overlay": overlay, "per_model": per_model}
+
+
+def _pair(interval: Any) -> tuple[float | None, float | None]:
+    if isinstance(interval, list) and len(interval) == 2:
+        return interval[0], interval[1]
+    return None, None
 
 
 def _as_float_array(values: Sequence[Any]) -> np.ndarray:
@@ -251,28 +318,35 @@ def render_comparison(document: Mapping[str, Any], title: str, meta: Mapping[str
 
     return render(
         template, meta=dict(meta, title=title), doc=document, figures=comparison_figures(document),
-        table_metrics=TABLE_METRICS, higher_is_better=HIGHER_IS_BETTER, notes=list(notes), **dict(context or {}),
+        decision=decision_rows(document), table_metrics=TABLE_METRICS, delta_labels=DELTA_LABELS,
+        higher_is_better=HIGHER_IS_BETTER, notes=list(notes), **dict(context or {}),
     )
 
 
 def write_comparison(models: Sequence[ModelAudit], output_dir: Path, title: str, baseline: str | None = None,
                      command: str | None = None, notes: Sequence[str] = (), extra: Mapping[str, Any] | None = None,
                      schema: str = COMPARE_SCHEMA, template: str = "compare.html.j2",
-                     context: Mapping[str, Any] | None = None) -> list[Path]:
+                     context: Mapping[str, Any] | None = None,
+                     settings: DeltaSettings = DeltaSettings(), fail_if_worse: Sequence[str] = ()) -> list[Path]:
     """Render and write ``report.html`` + ``metrics.json``; ``notes`` are paragraphs shown (escaped) at the top,
     ``extra`` is merged into ``metrics.json`` (whose ``schema`` is ``schema``); ``template``/``context`` as
-    ``render_comparison``."""
+    ``render_comparison``. ``fail_if_worse``: metrics whose
+    significant worsening against the baseline fails the comparison's gate (``metrics.json`` ``gate``)."""
+    from first_eval.gate import check_worse
     from first_eval.report import ReportMeta, json_ready, write_outputs_atomically
 
     meta = ReportMeta(title=title, model=", ".join(m.name for m in models), command=command).to_dict()
-    document = build_comparison(models, baseline)
+    document = build_comparison(models, baseline, settings)
     notes = [*format_notes(document), *notes]
     document["schema"] = schema
     document["meta"] = meta
+    if fail_if_worse:
+        document["gate"] = check_worse(document["deltas"], fail_if_worse)
     document.update(extra or {})
+    document = json_ready(document)
     html = render_comparison(document, title, meta, notes, template, context)
     return write_outputs_atomically(
-        Path(output_dir), {"report.html": html, "metrics.json": json.dumps(json_ready(document), indent=2) + "\n"}
+        Path(output_dir), {"report.html": html, "metrics.json": json.dumps(document, indent=2) + "\n"}
     )
 
 
@@ -282,4 +356,22 @@ def models_from_run_dirs(run_dirs: Sequence[Path], names: Sequence[str] | None =
         raise InputError(f"--names has {len(names)} name(s) for {len(run_dirs)} run folder(s)")
     labels = unique_names([_displayable(name) for name in names] if names else
                           [_displayable(model_name_for(doc, Path(d))) for doc, d in zip(documents, run_dirs)])
-    return [ModelAudit(label, str(d), doc["tasks"]) for label, d, doc in zip(labels, run_dirs, documents)]
+    return [ModelAudit(label, str(d), doc["tasks"], load_questions(Path(d), doc))
+            for label, d, doc in zip(labels, run_dirs, documents)]
+
+
+def load_questions(run_dir: Path, document: Mapping[str, Any]) -> dict[str, QuestionTable] | None:
+    """The run's ``questions.jsonl.gz`` checked against its ``metrics.json`` (every task, the same counts), or None
+    when the folder has none (an audit from before the file existed: compared unpaired)."""
+    folder = run_dir if run_dir.is_dir() else run_dir.parent
+    path = folder / QUESTIONS_FILE
+    if not path.exists():
+        return None
+    tables = read_questions(path)
+    for task, metrics in document["tasks"].items():
+        table = tables.get(task)
+        if table is None or table.n != metrics["n"]:
+            held = "no question" if table is None else f"{table.n} question(s)"
+            raise InputError(f"{path}: holds {held} of task {task!r} but metrics.json says {metrics['n']}; "
+                             "the two files are from different audits (rerun `first report` into the folder)")
+    return tables

@@ -13,13 +13,16 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from first_eval.audit import TaskAudit
 from first_eval.errors import InputError
+from first_eval.gate import ReportGate
+from first_eval.questions import QUESTION_FIELDS, QUESTIONS_FILE, QUESTIONS_SCHEMA, questions_bytes
 
+# Unchanged by issue 12: ``questions`` (the per-question file) and ``gate`` are new keys, older readers skip them.
 REPORT_SCHEMA = "first.report/1"
 
 
@@ -86,12 +89,13 @@ def json_ready(value: Any) -> Any:
     return value
 
 
-def write_outputs_atomically(output_dir: Path, files: dict[str, str]) -> list[Path]:
+def write_outputs_atomically(output_dir: Path, files: Mapping[str, str | bytes]) -> list[Path]:
     """Write every file to a temporary name in ``output_dir`` first, then rename them all into place.
 
     Nothing is written until every text is ready (the caller computes them first), so an error never
     leaves a half-written report; a kill during writing leaves only ``.tmp`` files, never a truncated
-    ``report.html`` that looks complete. The files get the mode any new file gets (0666 less the umask),
+    ``report.html`` that looks complete. A ``bytes`` value is written as it is (``questions.jsonl.gz``), text as
+    UTF-8. The files get the mode any new file gets (0666 less the umask),
     not ``mkstemp``'s private 0600. A folder that cannot be written is ``InputError`` naming ``--output``.
     """
     try:
@@ -108,8 +112,9 @@ def write_outputs_atomically(output_dir: Path, files: dict[str, str]) -> list[Pa
             handle = os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
             staged.append((tmp_path, output_dir / name))
             # backslashreplace: a lone surrogate (an undecodable file name, say) cannot make the write fail
-            with os.fdopen(handle, "w", encoding="utf-8", errors="backslashreplace") as stream:
-                stream.write(text)
+            data = text if isinstance(text, bytes) else text.encode("utf-8", errors="backslashreplace")
+            with os.fdopen(handle, "wb") as stream:
+                stream.write(data)
                 stream.flush()
                 os.fsync(stream.fileno())
         for tmp_path, final_path in staged:
@@ -140,14 +145,21 @@ class ReportMeta:
                 "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
 
 
-def metrics_document(audits: Sequence[TaskAudit], meta: ReportMeta) -> dict[str, Any]:
+def metrics_document(audits: Sequence[TaskAudit], meta: ReportMeta, gate: ReportGate | None = None) -> dict[str, Any]:
+    """``metrics.json``: meta, config, each task's metrics; ``questions`` names the per-question file when the
+    audits hold their questions, ``gate`` records the thresholds checked and what failed (``gate.py``)."""
     config = audits[0].config.to_dict() if audits else {}
-    return json_ready({
+    document = {
         "schema": REPORT_SCHEMA,
         "meta": meta.to_dict(),
         "config": config,
         "tasks": {audit.task: audit.to_dict() for audit in audits},
-    })
+    }
+    if audits and all(audit.questions is not None for audit in audits):
+        document["questions"] = {"file": QUESTIONS_FILE, "schema": QUESTIONS_SCHEMA, "fields": list(QUESTION_FIELDS)}
+    if gate is not None and gate.active:
+        document["gate"] = gate.check(document["tasks"])
+    return json_ready(document)
 
 
 def calibrators_document(audits: Sequence[TaskAudit]) -> dict[str, Any]:
@@ -176,23 +188,27 @@ def task_figures(audit: TaskAudit) -> dict[str, str]:
     return {"reliability": reliability_diagram_svg(curves)}
 
 
-def build_report_files(audits: Sequence[TaskAudit], meta: ReportMeta) -> dict[str, str]:
-    """Everything ``first report`` writes, as texts keyed by file name (nothing touches the disk)."""
-    document = metrics_document(audits, meta)
+def build_report_files(audits: Sequence[TaskAudit], meta: ReportMeta, gate: ReportGate | None = None) -> dict[str, str | bytes]:
+    """Everything ``first report`` writes, keyed by file name (nothing touches the disk)."""
+    document = metrics_document(audits, meta, gate)
     figures = {audit.task: task_figures(audit) for audit in audits}
     html = render(
         "report.html.j2", meta=document["meta"], config=document["config"], audits=audits,
-        tasks=document["tasks"], figures=figures,
+        tasks=document["tasks"], figures=figures, gate=document.get("gate"),
     )
-    return {
+    files: dict[str, str | bytes] = {
         "report.html": html,
         "metrics.json": json.dumps(document, indent=2) + "\n",
         "calibrators.json": json.dumps(calibrators_document(audits), indent=2) + "\n",
     }
+    if "questions" in document:
+        files[QUESTIONS_FILE] = questions_bytes({audit.task: audit.questions for audit in audits})
+    return files
 
 
-def write_report(audits: Sequence[TaskAudit], output_dir: Path, meta: ReportMeta) -> list[Path]:
-    return write_outputs_atomically(Path(output_dir), build_report_files(audits, meta))
+def write_report(audits: Sequence[TaskAudit], output_dir: Path, meta: ReportMeta,
+                 gate: ReportGate | None = None) -> list[Path]:
+    return write_outputs_atomically(Path(output_dir), build_report_files(audits, meta, gate))
 
 
 def unique_tasks(audits: Iterable[TaskAudit]) -> None:

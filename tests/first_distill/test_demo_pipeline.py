@@ -24,8 +24,9 @@ def test_demo_on_the_mini_world_writes_one_comparison(tmp_path):
                            settings=settings)
     report = run_demo(config)
     assert report == tmp_path / "report.html" and report.exists()
+    assert report.stat().st_size < 1_000_000  # one self-contained page (it was 2.4 MB before issue 12)
     document = json.loads((tmp_path / "metrics.json").read_text())
-    assert document["schema"] == "first.distill/1" and document["baseline"] == "ce"
+    assert document["schema"] == "first.distill/2" and document["baseline"] == "ce"
     assert list(document["models"]) == ["teacher", "teacher+ts", "student-base", "teacher-base", BAYES, *DEMO_VARIANTS]
     tasks = set(document["models"]["teacher"]["tasks"])
     assert len(tasks) == 4 and any(t.endswith("_ood") for t in tasks)

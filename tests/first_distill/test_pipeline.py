@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -49,7 +50,7 @@ def finished(world, tmp_path_factory):
 def test_report_holds_teacher_tempered_teacher_and_every_student(finished):
     result, output = finished
     document = json.loads((output / "metrics.json").read_text())
-    assert document["schema"] == "first.distill/1" and document["baseline"] == "ce"
+    assert document["schema"] == "first.distill/2" and document["baseline"] == "ce"
     assert list(document["models"]) == ["teacher", "teacher+ts", "first", "ce", "topk-notemp"]
     for name, model in document["models"].items():
         assert set(model["tasks"]) == {"first_demo_boolq", "first_demo_boolq_ood"}
@@ -59,10 +60,11 @@ def test_report_holds_teacher_tempered_teacher_and_every_student(finished):
         own = json.loads((output / "audits" / name / "metrics.json").read_text())
         assert own["schema"] == "first.report/1"
         assert own["tasks"]["first_demo_boolq"]["ece"] == model["tasks"]["first_demo_boolq"]["ece"]
-    # the deltas are differences against the CE student
+    # the deltas are differences against the CE student, paired over the same questions
     delta = document["deltas"]["first"]["first_demo_boolq"]["ece"]
-    assert delta == pytest.approx(document["models"]["first"]["tasks"]["first_demo_boolq"]["ece"]
-                                  - document["models"]["ce"]["tasks"]["first_demo_boolq"]["ece"])
+    assert delta["paired"] and delta["ci"][0] <= delta["delta"] <= delta["ci"][1]
+    assert delta["delta_plugin"] == pytest.approx(document["models"]["first"]["tasks"]["first_demo_boolq"]["ece"]
+                                                  - document["models"]["ce"]["tasks"]["first_demo_boolq"]["ece"])
     html = (output / "report.html").read_text()
     for section in ("Knowledge stores", "Training", "How each number was produced", "Teacher temperature"):
         assert section in html
@@ -83,8 +85,39 @@ def test_tempered_teacher_is_the_teacher_divided_by_the_store_temperature(finish
     for task in ("first_demo_boolq", "first_demo_boolq_ood"):
         raw, tempered = (document["models"][m]["tasks"][task] for m in ("teacher", "teacher+ts"))
         assert tempered["accuracy"] == raw["accuracy"]  # T never changes the argmax
-        if temperature["value"] > 1:
-            assert tempered["mean_confidence"] < raw["mean_confidence"]
+        # dividing by T < 1 sharpens, by T > 1 softens (the mini world's T is below 1)
+        assert (tempered["mean_confidence"] > raw["mean_confidence"]) == (temperature["value"] < 1)
+
+
+def test_tempered_teacher_equals_softmax_of_the_teacher_scores_over_t(finished):
+    """teacher+ts is softmax(teacher's choice log-likelihoods / T), the probabilities the temperature calibrator
+    gives at the same T: checked with scipy's log_softmax on the teacher's own lm-eval samples files."""
+    from scipy.special import log_softmax
+
+    from first_eval.calibrators import TemperatureScaling
+    from first_eval.lm_eval_bridge.samples import read_samples_path, task_name_from_path
+    from first_eval.metrics import ece
+
+    _, output = finished
+    document = json.loads((output / "metrics.json").read_text())
+    temperature = document["distill"]["teacher_temperature"]["value"]
+    files = {task_name_from_path(path): path for path in (output / "audits" / "teacher" / "lm-eval").rglob("samples_*.jsonl")}
+    assert set(files) == {"first_demo_boolq", "first_demo_boolq_ood"}
+    calibrator = TemperatureScaling.from_dict({"kind": "temperature", "temperature": temperature})
+    for task, path in files.items():
+        (samples,) = read_samples_path(path)
+        confidences, correct, gold_log_probs = [], [], []
+        for i, gold in enumerate(samples.gold):
+            log_probs = log_softmax(samples.loglik_sums[samples.offsets[i]:samples.offsets[i + 1]] / temperature)
+            confidences.append(np.exp(log_probs.max()))
+            correct.append(int(np.argmax(log_probs)) == gold)
+            gold_log_probs.append(log_probs[gold])
+        tempered = document["models"]["teacher+ts"]["tasks"][task]
+        assert tempered["mean_confidence"] == pytest.approx(np.mean(confidences), rel=1e-9)
+        assert tempered["nll"] == pytest.approx(-np.mean(gold_log_probs), rel=1e-9)
+        assert tempered["ece"] == pytest.approx(ece(np.array(confidences), np.array(correct), n_bins=15), abs=1e-9)
+        calibrated = calibrator.transform(samples.choice_scores("sum"))
+        assert tempered["mean_confidence"] == pytest.approx(float(calibrated.confidences.mean()), rel=1e-9)
 
 
 def test_teacher_accuracy_equals_lm_eval_acc(finished):
@@ -243,7 +276,7 @@ def test_a_run_killed_during_training_resumes_without_redoing_finished_work(worl
     done = {s.variant: s.already_complete for s in result.train.students}
     assert done == {"first": True, "ce": False}
     assert (tmp_path / "run" / "knowledge" / "tempered-topk" / "manifest.json").stat().st_mtime_ns == store_mtime
-    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["schema"] == "first.distill/1"
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["schema"] == "first.distill/2"
 
 
 @pytest.mark.browser
@@ -255,8 +288,10 @@ def test_distill_report_renders_in_a_browser(finished):
     assert state["problems"] == []
     for section in ("Knowledge stores", "Training", "How each number was produced", "Change against ce"):
         assert section in state["text"]
-    # 3 students + teacher + teacher+ts on 2 tasks, plus the training curves
-    assert len(state["svg_sizes"]) >= 11 and all(w > 100 and h > 100 for w, h in state["svg_sizes"])
+    # the headline figure, one overlaid reliability figure per task and the training curves are shown; the
+    # 5 models x 2 tasks per-model diagrams are folded (zero size until opened)
+    shown = state["svg_shown"]
+    assert len(state["svg_sizes"]) >= 14 and len(shown) >= 4 and all(w > 100 and h > 100 for w, h in shown)
 
 
 def test_claim_checks_restate_the_table(finished):
@@ -270,4 +305,8 @@ def test_claim_checks_restate_the_table(finished):
         theirs = document["models"][other]["tasks"][claim["task"]][metric]
         assert (claim["first"], claim["other"]) == (first, theirs)
         assert claim["holds"] == (first < theirs if metric == "ece" else first >= theirs)
+        low, high = claim["delta"]["ci"]
+        assert claim["delta"]["paired"] and low <= claim["delta"]["delta"] <= high
+        assert claim["verdict"] in ("holds", "holds within noise", "fails within noise", "fails")
+    assert sum(document["distill"]["claim_counts"].values()) == len(claims)
     assert "The paper's claims on this run" in (output / "report.html").read_text()

@@ -31,7 +31,7 @@ def test_report_writes_html_metrics_and_calibrators(tmp_path, overconfident_file
     out = tmp_path / "out"
     result = invoke("report", "--samples", str(overconfident_file), "--output", str(out), "--bootstrap", "200")
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.iterdir()) == ["calibrators.json", "metrics.json", "report.html"]
+    assert sorted(p.name for p in out.iterdir()) == ["calibrators.json", "metrics.json", "questions.jsonl.gz", "report.html"]
 
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["schema"] == "first.report/1"

@@ -24,16 +24,22 @@ def test_compare_table_and_deltas_against_the_baseline(two_runs, tmp_path):
     result = runner.invoke(app, ["compare", *map(str, two_runs), "--output", str(out)], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     document = json.loads((out / "metrics.json").read_text())
-    assert document["schema"] == "first.compare/1"
+    assert document["schema"] == "first.compare/2"
     assert document["baseline"] == "calibrated"
     base = document["models"]["calibrated"]["tasks"]["shared_task"]
     other = document["models"]["overconfident"]["tasks"]["shared_task"]
     delta = document["deltas"]["overconfident"]["shared_task"]
-    assert delta["ece"] == pytest.approx(other["ece"] - base["ece"])
-    assert delta["ece"] > 0.1  # the 3x sharpened copy is far worse calibrated
-    assert delta["accuracy"] == pytest.approx(0.0)  # same latent questions, sharpening keeps the argmax
+    # same questions: paired on all 600, and the plain ECE difference is the difference of the table's ECEs
+    assert document["pairing"]["overconfident"]["shared_task"] == {"paired": True, "n": 600, "note": ""}
+    assert delta["ece"]["delta_plugin"] == pytest.approx(other["ece"] - base["ece"], abs=1e-12)
+    assert delta["brier"]["delta"] == pytest.approx(other["brier"] - base["brier"], abs=1e-12)
+    assert delta["ece"]["delta"] > 0.1 and delta["ece"]["excludes_zero"]  # the 3x sharpened copy is far worse calibrated
+    assert delta["ece"]["ci"][0] > 0.05
+    assert delta["accuracy"] == {"delta": 0.0, "ci": [0.0, 0.0], "paired": True, "n": 600, "excludes_zero": False}
     html = (out / "report.html").read_text()
-    assert html.count("<svg") == 2 and "Change against calibrated" in html
+    assert "Change against calibrated" in html and 'class="task decision"' in html
+    # the headline figure, one overlaid reliability figure for the task, and the two per-model diagrams (folded)
+    assert html.count("<svg") == 4 and html.count("<details>") == 1
 
 
 def test_compare_errors(two_runs, tmp_path):
