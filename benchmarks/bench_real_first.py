@@ -68,6 +68,8 @@ def main() -> None:
     parser.add_argument("--student-epochs", type=float, default=2.0)
     parser.add_argument("--max-steps", type=int, default=None,
                         help="optimiser steps of every fine-tune (overrides the epochs; a quick check of the protocol)")
+    parser.add_argument("--student-max-steps", type=int, default=None,
+                        help="optimiser steps of each student of step 2 only (overrides --student-epochs)")
     parser.add_argument("--lr", type=float, default=5e-5)
     parser.add_argument("--eval-limit", type=int, default=150)
     parser.add_argument("--calibration-limit", type=int, default=200)
@@ -107,7 +109,8 @@ def main() -> None:
     seconds["first distill (T, store, students, audits)"] = first(
         "distill", "--teacher", str(teacher), "--student", smol, "--variants", args.variants,
         "--temperature-level", setting["level"], "--calibration-limit", str(args.calibration_limit),
-        "--epochs", str(args.student_epochs), "--output", str(root / "distill-run"), "--resume", *common)
+        "--epochs", str(args.student_epochs), "--output", str(root / "distill-run"), "--resume", *common,
+        *(["--max-steps", str(args.student_max_steps)] if args.student_max_steps is not None else []))
     print_tables(root, setting, seconds)
 
 
