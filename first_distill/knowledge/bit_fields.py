@@ -3,7 +3,7 @@
 Field i occupies bits ``[o_i, o_i + w_i)`` with ``o_i = w_0 + ... + w_(i-1)``; widths are 0..32 bits, so a
 field touches at most two 64-bit words. Both directions are a few whole-array passes (no Python loop over
 fields): packing sums each word's non-overlapping parts with ``np.add.reduceat`` (an exact OR), unpacking
-reads the 8 bytes from each field's first byte as one word and shifts.
+reads the 4 or 8 bytes from each field's first byte as one word and shifts.
 """
 
 from __future__ import annotations
@@ -42,7 +42,9 @@ def pack_fields(values: np.ndarray, widths: np.ndarray) -> bytes:
 def unpack_fields(buffer: bytes | memoryview | np.ndarray, widths: np.ndarray) -> np.ndarray:
     """Inverse of ``pack_fields``: the (n,) uint64 values of the given widths; ``ValueError`` if the buffer is short."""
     widths = np.asarray(widths)
-    offsets = np.cumsum(widths, dtype=np.int64)
+    narrow = len(widths) and int(widths.max()) <= 25 and int(widths.sum(dtype=np.int64)) < 2**32
+    widths = widths.astype(np.uint32 if narrow else np.int64, copy=False)  # narrow: a field fits 4 bytes
+    offsets = np.cumsum(widths)
     total = int(offsets[-1]) if len(offsets) else 0
     offsets -= widths
     raw = np.frombuffer(buffer, dtype=np.uint8) if not isinstance(buffer, np.ndarray) else buffer
@@ -52,10 +54,12 @@ def unpack_fields(buffer: bytes | memoryview | np.ndarray, widths: np.ndarray) -
         return np.zeros(len(widths), dtype=np.uint64)
     padded = np.zeros((total + 7) // 8 + 8, dtype=np.uint8)
     padded[:(total + 7) // 8] = raw[:(total + 7) // 8]
-    # The 8 bytes from each field's first byte, as one little-endian word: a width <= 32 plus a shift <= 7 fits.
-    at_every_byte = np.ndarray(shape=(len(padded) - 7,), dtype="<u8", buffer=padded, strides=(1,))
-    values = at_every_byte[offsets >> 3] >> (offsets & 7).astype(np.uint64)
-    return values & ((np.uint64(1) << widths.astype(np.uint64)) - np.uint64(1))
+    # The 8 (narrow: 4) bytes from each field's first byte as one little-endian word: width + shift (<= 7) fits.
+    word = np.dtype("<u4" if narrow else "<u8")
+    at_every_byte = np.ndarray(shape=(len(padded) - 7,), dtype=word, buffer=padded, strides=(1,))
+    values = at_every_byte[offsets >> 3] >> (offsets & 7).astype(word)
+    values &= (word.type(1) << widths.astype(word)) - word.type(1)
+    return values.astype(np.uint64, copy=False)
 
 
 def _or_into(words: np.ndarray, index: np.ndarray, parts: np.ndarray) -> None:

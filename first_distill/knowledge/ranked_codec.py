@@ -18,9 +18,9 @@ rank j > 1 in 5 contexts of rank j - 1's class; raw bits are packed (``bit_field
 
 Probabilities. 8-bit codes: code_1 on its own, code_j (j > 1) in 16 contexts of code_(j-1) (half-octaves
 of code + 1), since p_j <= p_(j-1) narrows it. 16-bit codes (and anything else): each column's low and high
-bytes. All byte streams go, in a fixed order, into one raw deflate stream with a block boundary
-(``Z_BLOCK``) before each part, so every part gets its own Huffman table; the decoder knows every part's
-length from what it has decoded before it.
+bytes. All byte streams go, in a fixed order, into one raw deflate stream (strategy ``Z_RLE``: Huffman codes and
+runs of one byte) with a block boundary (``Z_BLOCK``) after each part, so every part gets its own Huffman table;
+the decoder knows every part's length from what it has decoded before it.
 
 A CRC-32 of the inflated bytes and the raw bits is checked before anything is interpreted, so a damaged payload is
 reported even where the shard's sha256 is not checked (``verify="size"``). Decoding is one ``zlib.decompress`` and
@@ -38,7 +38,7 @@ from first_distill.knowledge.bit_fields import pack_fields, unpack_fields
 CODEC = "ranked-classes-deflate/1"
 DIRECT = 64  # ranks below get a class byte of their own
 ESCAPE = 255  # class byte of an id that is not listed
-MAX_TABLE_BITS = 24  # ids wider than this are never listed (the table is a byte per id)
+MAX_TABLE_BITS = 24  # ids wider than this are never listed (ranks and class widths stop at 2**24)
 MIN_COUNT_CHOICES = (1, 2, 3, 4, 6, 8)
 LEAD_CONTEXT_EDGES = np.array([4, 16, DIRECT, DIRECT + 16])  # contexts of class(j - 1): <4, <16, <64, <80, rest
 N_LEAD_CONTEXTS = len(LEAD_CONTEXT_EDGES) + 1
@@ -82,19 +82,17 @@ def encode(ids: np.ndarray, codes: np.ndarray, id_bits: int) -> tuple[bytes, byt
     ids = np.asarray(ids, dtype=np.int64)
     n, k = ids.shape
     min_count, rank_of = _choose_ranking(ids, id_bits)
-    # Per vocabulary id: its class byte, raw width and raw value (escapes: the id in id_bits bits); then per slot.
-    if rank_of is None:
-        lead_of, width_of, raw_of = ESCAPE, id_bits, ids.T.ravel()
-    else:
+    flat_ids = ids.T.ravel()  # rank-major: (k * P,)
+    if rank_of is None:  # no table: every id escaped
+        leads, width, raw = np.full(k * n, ESCAPE, dtype=np.uint8), np.full(k * n, id_bits), flat_ids
+    else:  # per vocabulary id its class byte, raw width and raw value (escapes: the id in id_bits bits), then per slot
         listed = rank_of >= 0
         lead_of = np.full(len(rank_of), ESCAPE, dtype=np.uint8)
         width_of = np.full(len(rank_of), id_bits, dtype=np.int64)
         raw_of = np.arange(len(rank_of), dtype=np.int64)
         lead_of[listed], width_of[listed], raw_of[listed] = rank_classes(rank_of[listed])
-    flat_ids = ids.T.ravel()  # rank-major: (k * P,)
-    leads = (lead_of[flat_ids] if rank_of is not None else np.full(k * n, ESCAPE, np.uint8)).reshape(k, n)
-    width = width_of[flat_ids] if rank_of is not None else np.full(k * n, id_bits)
-    raw = raw_of[flat_ids] if rank_of is not None else raw_of
+        leads, width, raw = lead_of[flat_ids], width_of[flat_ids], raw_of[flat_ids]
+    leads = leads.reshape(k, n)
 
     stream = _Parts()
     n_listed = 0
@@ -117,7 +115,8 @@ def encode(ids: np.ndarray, codes: np.ndarray, id_bits: int) -> tuple[bytes, byt
 
 def decode(symbols: bytes | memoryview, fields: bytes | memoryview, n: int, k: int,
            params: dict) -> tuple[np.ndarray, np.ndarray]:
-    """Inverse of ``encode``: ids (n, k) int64 and codes (n, k) of ``params["prob_dtype"]``; ``ValueError`` if damaged."""
+    """Inverse of ``encode``: ids (n, k) (uint16 for ids of <= 16 bits, else uint32/uint64) and codes (n, k) of
+    ``params["prob_dtype"]``; ``ValueError`` if the payload is damaged."""
     if params.get("codec") != CODEC:
         raise ValueError(f"unknown payload codec {params.get('codec')!r} (this version reads {CODEC!r})")
     id_bits, min_count, dtype = int(params["id_bits"]), params["min_count"], np.dtype(params["prob_dtype"])

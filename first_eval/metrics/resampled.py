@@ -49,7 +49,7 @@ from first_eval.metrics.bootstrap import resample_counts, resample_draw_blocks
 from first_eval.metrics.debiased import debiased_l2_from_bin_sums
 from first_eval.metrics.ece import calibration_errors_from_gaps
 from first_eval.metrics.ranking import ConfidenceRanking
-from first_eval.metrics.segment_sums import SegmentSums
+from first_eval.metrics.segment_sums import SegmentSums, sums_of_first
 from first_eval.metrics.smooth_ece import SmoothEceAtBandwidth, grid_assignment
 
 SCALAR_METRICS = (
@@ -187,21 +187,20 @@ class ResampleEngine:
         cut_before = np.empty((n_rows, len(cut_floors)), dtype=np.int64)
         for row, counts in enumerate(count_rows):
             np.cumsum(counts, out=prefix[1:])
-            np.take(prefix, self._gather_at, out=gathered[row])
+            gathered[row] = prefix[self._gather_at]
             cut = np.searchsorted(prefix, cut_floors, side="right") - 1  # the straddling position
             cut_at[row] = cut
             cut_before[row] = prefix[cut]
         runs, plain, probe_before = np.split(gathered, self._gather_splits, axis=1)
         run_low, run_high = runs[:, 0::2], runs[:, 1::2]  # S_before at each run's start and end
-        plain_low, plain_high = run_low, run_high
-        if self.plain_runs is not self.runs:
-            plain_low, plain_high = plain[:, 0::2], plain[:, 1::2]
-        wrong_through = np.cumsum(run_high - run_low, axis=1)  # wrong weight in runs 0..r
+        run_weights = run_high - run_low  # (B, R) wrong weight of each run
         run_squares = (np.einsum("ij,ij->i", run_high, run_high) - np.einsum("ij,ij->i", run_low, run_low))
         run_squares = run_squares.astype(np.float64)
-        phi_sums = self._phi_of_rest[plain_low].sum(axis=1) - self._phi_of_rest[plain_high].sum(axis=1)
-        probe_wrong_before = self.runs.wrong_before(self.probes, probe_before, run_low, wrong_through)
-        cut_wrong_before = self.runs.wrong_before(cut_at, cut_before, run_low, wrong_through)
+        # sum_runs Phi(n - S_start) - Phi(n - S_end): one lookup of the interleaved starts and ends, signed sum
+        plain = plain if self.plain_runs is not self.runs else runs
+        phi_sums = self._phi_of_rest[plain] @ np.tile([1.0, -1.0], plain.shape[1] // 2)
+        probe_wrong_before = self.runs.wrong_before(self.probes, probe_before, run_low, run_weights)
+        cut_wrong_before = self.runs.wrong_before(cut_at, cut_before, run_low, run_weights)
         probe_before, cut_before = probe_before.astype(np.float64), cut_before.astype(np.float64)
 
         scalars, selective = self._finish(feature_sums, run_squares, phi_sums, probe_before, probe_wrong_before,
@@ -359,22 +358,23 @@ class _Runs:
         open_at = (run >= 0) & (positions < self.ends[np.maximum(run, 0)]) if len(self.starts) else run < -1
         self._open_run = np.where(open_at, run, -1)
 
-    def wrong_before(self, positions, prefix_at, run_low, weight_through) -> np.ndarray:
+    def wrong_before(self, positions, prefix_at, run_low, run_weights) -> np.ndarray:
         """Flagged weight before each position, for every resample.
 
         Args:
             positions: (P,) positions shared by all resamples, or (B, P) per resample.
             prefix_at: (B, P) prefix sums ``S_before`` at those positions.
-            run_low, weight_through: (B, R) ``S_before`` at each run's start, cumulative run weights.
+            run_low, run_weights: (B, R) ``S_before`` at each run's start, each run's weight.
 
         Returns:
             (B, P): weight of the runs ended by p, plus the part before p of a run still open at p.
         """
+        shared = np.ndim(positions) == 1
         positions = np.broadcast_to(positions, prefix_at.shape)
         if run_low.shape[1] == 0:
             return np.zeros(prefix_at.shape, dtype=np.int64)
         done = self._runs_done[positions]
-        whole = np.where(done > 0, np.take_along_axis(weight_through, np.maximum(done - 1, 0), axis=1), 0)
+        whole = sums_of_first(run_weights, done[:1] if shared else done)
         run = self._open_run[positions]
         partial = np.where(run >= 0, prefix_at - np.take_along_axis(run_low, np.maximum(run, 0), axis=1), 0)
         return whole + partial

@@ -1,4 +1,4 @@
-"""Weighted sums over contiguous segments of ranked positions, for a block of bootstrap resamples at once.
+"""Sums over contiguous segments of positions for a block of bootstrap resamples at once (the resample engine's kernels).
 
 With positions cut into S segments ``[bounds[q], bounds[q+1])`` and per-position coefficients ``C`` (n, m),
 
@@ -43,3 +43,23 @@ class SegmentSums:
             start, stop = bounds[q], bounds[q + 1]
             np.matmul(weights[:, start:stop], coefficients[start:stop], out=out[q])
         return out.astype(np.float64)
+
+
+def sums_of_first(values: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """(B, P) ``values[b, :counts[b, p]].sum()`` for values (B, R); counts (1, P) (the same for every row) or (B, P).
+
+    Sums between the distinct counts (``np.add.reduceat``) then a running total over those few: no cumulative sum
+    over all R columns of every row.
+    """
+    if values.shape[1] == 0:
+        return np.zeros((len(values), counts.shape[1]), dtype=values.dtype)
+    rows = range(len(values)) if len(counts) > 1 else [slice(None)]
+    out = np.empty((len(values), counts.shape[1]), dtype=values.dtype)
+    for row in rows:
+        wanted = counts[row] if len(counts) > 1 else counts[0]
+        cuts = np.unique(np.concatenate([[0], wanted, [values.shape[1]]]))  # strictly rising, 0 .. R
+        between = np.add.reduceat(values[row], cuts[:-1], axis=-1)  # sums over [cuts[i], cuts[i+1])
+        before = np.concatenate([np.zeros(between.shape[:-1] + (1,), dtype=values.dtype),
+                                 np.cumsum(between, axis=-1)], axis=-1)  # sums of the first cuts[i]
+        out[row] = before[..., np.searchsorted(cuts, wanted)]
+    return out
