@@ -235,17 +235,11 @@ def write_task_variant(source_yaml: Path, task: str, folder: Path, overrides: di
 
 
 def _load_task(task: str, folder: Path) -> Any:
-    from lm_eval.tasks import TaskManager
+    from first_eval.lm_eval_bridge.task_loading import load_task_objects
 
-    try:
-        loaded = TaskManager(include_path=str(folder), include_defaults=False).load([task])
-    except InputError:
-        raise
-    except Exception as error:  # lm-eval and datasets raise many types; all mean "this split cannot be read"
-        detail = " ".join(str(error).split())[:300] or type(error).__name__
-        raise InputError(f"--train-task {task}: lm-eval could not build the task's training split offline "
-                         f"({type(error).__name__}: {detail}); pass --data-dir DIR with DIR/{task}/<split>.jsonl") from None
-    return loaded["tasks"][task]
+    return load_task_objects([task], [folder], include_defaults=False,
+                             failure=f"--train-task {task}: lm-eval could not build the task's training split offline",
+                             hint=f"pass --data-dir DIR with DIR/{task}/<split>.jsonl")[task]
 
 
 def _chat_template_of(tokenizer: Any) -> Any:

@@ -173,28 +173,12 @@ def prepare_lettered_tasks(tasks: Iterable[str], folder: Path, data_dir: Path | 
 
 
 def _load_tasks(names: list[str], local_folder: Path | None, include_paths: list[Path]) -> dict[str, Any]:
-    import logging
+    from first_eval.lm_eval_bridge.task_loading import load_task_objects
 
-    from lm_eval.tasks import TaskManager
-
-    lm_eval_logger = logging.getLogger("lm_eval")
-    level = lm_eval_logger.level
-    lm_eval_logger.setLevel(logging.ERROR)
-    try:
-        if local_folder is not None:
-            manager = TaskManager(include_path=str(local_folder), include_defaults=False)
-        else:
-            manager = TaskManager(include_path=[str(p) for p in include_paths] or None)
-        loaded = manager.load(names)["tasks"]
-    except InputError:
-        raise
-    except Exception as error:  # lm-eval and datasets raise many types; all mean "this task cannot be read"
-        detail = " ".join(str(error).split())[:300] or type(error).__name__
-        raise InputError(f"--format letters: lm-eval could not build {', '.join(names)} offline ({type(error).__name__}: "
-                         f"{detail}); pass --data-dir DIR with DIR/<task>/<split>.jsonl") from None
-    finally:
-        lm_eval_logger.setLevel(level)
-    return {name: task for name, task in loaded.items() if name in names}
+    return load_task_objects(
+        names, [local_folder] if local_folder is not None else include_paths, include_defaults=local_folder is None,
+        failure=f"--format letters: lm-eval could not build {', '.join(names)} offline",
+        hint="pass --data-dir DIR with DIR/<task>/<split>.jsonl")
 
 
 def _write_task(name: str, task: Any, source_yaml: Path, folder: Path, stand_in: str | None) -> LetteredTask:
