@@ -71,7 +71,7 @@ def arc_examples(n: int, setting: str):
 def batches(examples, batch_size: int, pad_id: int):
     import numpy as np
 
-    from first_distill.knowledge.extract import collate_teacher_batch, plan_windows
+    from first_distill.teacher.extract import collate_teacher_batch, plan_windows
 
     lengths = np.asarray([len(e.input_ids) for e in examples])
     n_completion = np.asarray([e.n_completion for e in examples])
@@ -95,8 +95,8 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
 
-    from first_distill.knowledge import KnowledgeStoreWriter
-    from first_distill.knowledge.extract import ExtractConfig, completion_logits, run_teacher_passes, tempered_topk
+    from first_distill.store import KnowledgeStoreWriter
+    from first_distill.teacher.extract import ExtractConfig, completion_logits, run_teacher_passes, tempered_topk
     from first_distill.model_folders import load_teacher, load_tokenizer
     from first_distill.training_data import tokenize_examples
 

@@ -33,7 +33,7 @@ REFERENCE_ROWS = ("teacher", "teacher+ts", "student-base", "teacher-base", "baye
 
 
 def run_seed(root: Path, seed: int, bootstrap: int) -> tuple[dict, float]:
-    from first_distill.demo.pipeline import DemoRunConfig, run_demo
+    from first_demo.pipeline import DemoRunConfig, run_demo
 
     output = root / f"seed{seed}"
     started = time.perf_counter()

@@ -36,8 +36,8 @@ from statistics import median
 
 import numpy as np
 
-from first_distill.knowledge import KnowledgeStore, KnowledgeStoreWriter
-from first_distill.knowledge import writer as writer_module
+from first_distill.store import KnowledgeStore, KnowledgeStoreWriter
+from first_distill.store import writer as writer_module
 
 REAL_STORES = ("runs/store-real", "runs/real-first-a/distill-run/knowledge/tempered-topk")
 VOCAB_SIZE, K = 49152, 5
@@ -180,7 +180,7 @@ def entropy_bits(*columns: np.ndarray) -> float:
 
 
 def entropies(data: dict) -> dict:
-    from first_distill.knowledge import ProbQuantization
+    from first_distill.store import ProbQuantization
 
     ids, probs = data["ids"], data["probs"]
     codes = ProbQuantization(k=ids.shape[1]).encode(-np.sort(-probs, axis=1))

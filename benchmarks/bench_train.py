@@ -53,7 +53,7 @@ def build_data(n_examples: int, folder: Path):
     import numpy as np
 
     from first_distill.collator import ExampleDataset
-    from first_distill.knowledge import KnowledgeStore, KnowledgeStoreWriter
+    from first_distill.store import KnowledgeStore, KnowledgeStoreWriter
     from first_distill.training_data import TokenizedExample
 
     rng = np.random.default_rng(0)

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from first_eval.cli import fail
+from first_eval.command_line import fail
 from first_eval.errors import InputError
 
 
@@ -20,44 +20,6 @@ TEMPERATURE_LEVEL = typer.Option("choice", "--temperature-level", help="auto fit
 DATA_DIR = typer.Option(None, "--data-dir", help="Local task files DIR/<task>/<split>.jsonl (offline).")
 INCLUDE_PATH = typer.Option(None, "--include-path", help="Folder of extra lm-eval task YAMLs. A YAML that uses !function makes lm-eval import and run the Python file beside it (first names each one on stderr first).")
 LIMIT = typer.Option(None, "--limit", help="Only the first N training examples.")
-
-
-def demo_command(
-    output: Path = typer.Option(Path("runs/demo"), "--output", "-o", help="Folder for the world cache, audits and report."),
-    seed: int = typer.Option(0, help="Seed of the demo world (cached per seed)."),
-    bootstrap: int = typer.Option(1000, help="Bootstrap resamples for the confidence intervals."),
-    synthetic: bool = typer.Option(False, "--synthetic", help="Only the fast samples-file demo (no models): synthetic lm-eval samples with planted miscalibration."),
-) -> None:
-    """Built-in demo: a tiny world (tasks with known answers, base models, an over-confident teacher), then FIRST
-    and its baselines trained on it, every model audited with lm-eval -> OUTPUT/report.html.
-
-    Example: first demo --output runs/demo
-    """
-    from first_eval.cli import synthetic_demo
-
-    try:
-        if synthetic:
-            synthetic_demo(output, seed=seed, bootstrap=bootstrap)
-            return
-        from first_distill.demo.pipeline import DemoRunConfig, run_demo
-
-        report = run_demo(DemoRunConfig(output=output, seed=seed, n_bootstrap=bootstrap))
-    except InputError as error:
-        raise fail(str(error))
-    print_distill_summary(Path(report).parent / "metrics.json")
-    print_demo_reference(Path(report).parent / "metrics.json", seed)
-
-
-def print_demo_reference(metrics_path: Path, seed: int) -> None:
-    """The seed's own figures beside the README's multi-seed mean ± sd (first_distill/demo/reference.py)."""
-    import json
-
-    from first_distill.demo.config import WorldConfig
-    from first_distill.demo.reference import load_reference, reference_lines
-
-    metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
-    for line in reference_lines(metrics, load_reference(WorldConfig().config_hash()), seed):
-        typer.echo(line, err=True)
 
 
 distill_app = typer.Typer(
@@ -121,7 +83,7 @@ def distill_command(
         return
     from first_distill.pipeline import DistillConfig, run_distill
     from first_distill.trainer import TrainerSettings
-    from first_eval.cli import parse_list
+    from first_eval.command_line import parse_list
 
     try:
         missing = [flag for flag, value in (("--teacher", teacher), ("--student", student), ("--output", output),
@@ -143,7 +105,7 @@ def distill_command(
             apply_chat_template=apply_chat_template, system_instruction=system_instruction, resume=resume))
     except InputError as error:
         raise fail(str(error))
-    from first_distill.knowledge.ranks import process_state
+    from first_distill.teacher.ranks import process_state
 
     if process_state().is_main_process:  # under accelerate launch only the main process audits and reports
         print_distill_summary(result.report.parent / "metrics.json")
@@ -207,7 +169,7 @@ def extract_command(
 
       first distill extract --teacher DIR --train pairs.jsonl --calibrators-from runs/audit/calibrators.json --output runs/k
     """
-    from first_distill.knowledge.extract import ExtractConfig, extract_knowledge
+    from first_distill.teacher.extract import ExtractConfig, extract_knowledge
     from first_eval.input_checks import check_device, check_output_folder
 
     try:
@@ -266,5 +228,4 @@ def init_student_command(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("demo")(demo_command)
     app.add_typer(distill_app, name="distill")

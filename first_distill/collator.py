@@ -25,7 +25,7 @@ import numpy as np
 from first_distill.training_data import TokenizedExample
 
 if TYPE_CHECKING:
-    from first_distill.knowledge import KnowledgeStore
+    from first_distill.store import KnowledgeStore
 
 IGNORE_INDEX = -100
 

@@ -41,7 +41,7 @@ PAPER_CLAIMS = (("ce", "ece", "<"), ("topk-notemp", "ece", "<"), ("ce", "accurac
 
 def store_summary(folder: Path) -> dict[str, Any]:
     """What a reviewer wants to know of one knowledge store (from its manifest)."""
-    from first_distill.knowledge import KnowledgeStore
+    from first_distill.store import KnowledgeStore
 
     store = KnowledgeStore.open(folder)
     stats = store.stats

@@ -153,14 +153,14 @@ def gguf_source(path: str | Path) -> dict[str, Any] | None:
 def _cached_file_sha256(path: str, size: int, mtime_ns: int) -> str:
     """One read per file version and process (``to_dict`` runs at every settings comparison); keyed by size
     and mtime too, so an edited file is hashed again."""
-    from first_distill.knowledge.fingerprint import file_sha256
+    from first_distill.store.fingerprint import file_sha256
 
     return file_sha256(path)
 
 
 def tokenizer_identity(location: ModelLocation, flag: str) -> tuple[int, str]:
     """(vocabulary size of the logits, sha256 fingerprint of the tokenizer) of a model folder."""
-    from first_distill.knowledge.fingerprint import tokenizer_fingerprint
+    from first_distill.store.fingerprint import tokenizer_fingerprint
 
     return int(load_text_config(location, flag).vocab_size), tokenizer_fingerprint(load_tokenizer(location, flag))
 

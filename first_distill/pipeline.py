@@ -19,7 +19,7 @@ Output folder::
     distill_config.json        the settings (a --resume with other settings is refused)
     teacher_temperature.json   T and the evidence for it (ECE before/after on the validation split)
     training.jsonl             the training pairs (when they come from --train-task)
-    knowledge/<kind>/          knowledge stores (first_distill.knowledge)
+    knowledge/<kind>/          knowledge stores (first_distill.store)
     students/<variant>/model   trained students (first_distill.train)
     audits/<model>/            one `first report` folder per audited model, lm-eval's files under lm-eval/
     report.html, metrics.json  the before/after comparison
@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from first_distill.knowledge.manifest import write_json_atomically
+from first_distill.store.manifest import write_json_atomically
 from first_distill.trainer import TrainerSettings
 from first_distill.variants import (
     ONLINE_TEACHER, SAMPLED, STORE_EXTRACTION, STORE_KINDS, TEMPERED_TOPK, UNTEMPERED_TOPK, knowledge_needed,
@@ -129,7 +129,7 @@ class DistillResult:
 
     output: Path
     report: Path
-    teacher_temperature: Any  # first_distill.knowledge.TeacherTemperature
+    teacher_temperature: Any  # first_distill.store.TeacherTemperature
     train: Any  # first_distill.train.TrainResult
     models: dict[str, dict[str, Any]]
     seconds: dict[str, float]
@@ -140,7 +140,7 @@ class DistillResult:
 
 def check_config(config: DistillConfig) -> tuple:
     """Every input problem found before anything runs, as one InputError line; returns the parsed variants."""
-    from first_distill.knowledge.teacher_temperature import parse_temperature_option
+    from first_distill.teacher.teacher_temperature import parse_temperature_option
     from first_distill.training_data import check_max_length
     from first_eval.input_checks import check_device, check_output_folder
     from first_eval.lm_eval_bridge.lettered import check_format
@@ -179,7 +179,7 @@ def check_config(config: DistillConfig) -> tuple:
         except InputError as error:
             problems.append(str(error))
     if config.calibrators_from is not None:
-        from first_distill.knowledge.teacher_temperature import temperature_from_calibrators
+        from first_distill.teacher.teacher_temperature import temperature_from_calibrators
 
         tasks = config.calibration_tasks or config.train_tasks
         try:
@@ -272,7 +272,7 @@ def lettered_config(config: DistillConfig, output: Path) -> DistillConfig:
 
 def finished_steps(output: Path) -> list[Path]:
     """The files that show a finished step of the run in ``output`` (T, a store, a student, an audit)."""
-    from first_distill.knowledge.manifest import MANIFEST_NAME
+    from first_distill.store.manifest import MANIFEST_NAME
 
     return [*[p for p in (output / TEMPERATURE_FILE,) if p.is_file()],
             *output.glob(f"knowledge/*/{MANIFEST_NAME}"), *output.glob("students/*/model/config.json"),
@@ -299,7 +299,7 @@ def prepare_output(config: DistillConfig, output: Path) -> None:
 def teacher_temperature(config: DistillConfig, output: Path):
     """Step 1: T (reused from teacher_temperature.json on --resume)."""
     from first_distill.model_folders import locate_model
-    from first_distill.knowledge.teacher_temperature import (
+    from first_distill.teacher.teacher_temperature import (
         TeacherTemperature, TemperatureFitConfig, resolve_teacher_temperature)
 
     path = output / TEMPERATURE_FILE
@@ -341,8 +341,8 @@ def training_file(config: DistillConfig, output: Path) -> Path:
 
 def extract_stores(config: DistillConfig, output: Path, variants: tuple, temperature: Any, train_path: Path) -> dict:
     """Step 2: {kind: store folder} for every store the variants need (complete ones reused)."""
-    from first_distill.knowledge.extract import ExtractConfig, extract_knowledge
-    from first_distill.knowledge.manifest import MANIFEST_NAME
+    from first_distill.teacher.extract import ExtractConfig, extract_knowledge
+    from first_distill.store.manifest import MANIFEST_NAME
 
     folders = {}
     for kind in knowledge_needed(variants):
@@ -441,7 +441,7 @@ def run_distill(config: DistillConfig, reference_models: Mapping[str, Path] | No
         import torch
 
         config = dataclasses.replace(config, device="cuda" if torch.cuda.is_available() else "cpu")
-    from first_distill.knowledge.ranks import process_state
+    from first_distill.teacher.ranks import process_state
 
     # Under accelerate/torchrun every process runs this function: the main one fits T and audits; the others
     # wait for it; all extract (each its block of sequences) and train together (both are distributed-aware).

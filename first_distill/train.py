@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from first_distill.collator import DistillationCollator, ExampleDataset
-from first_distill.knowledge.manifest import write_json_atomically
+from first_distill.store.manifest import write_json_atomically
 from first_distill.model_folders import gguf_source, load_text_config, load_trainable_model
 from first_distill.trainer import STAGING_DIR, TrainerSettings, make_trainer, save_final_model
 from first_distill.variants import (
@@ -197,7 +197,7 @@ def _check_config(config: TrainConfig, variants: tuple[Variant, ...]) -> None:
 
 def _open_stores(config: TrainConfig, variants: tuple[Variant, ...], vocab_size: int, tokenizer_sha256: str) -> dict:
     """{kind: KnowledgeStore} for the stores the variants need, each checked against the student and its kind."""
-    from first_distill.knowledge import KnowledgeStore
+    from first_distill.store import KnowledgeStore
 
     stores = {}
     for kind in knowledge_needed(variants):
@@ -280,7 +280,7 @@ def _full_kd_temperature(config: TrainConfig, stores: dict) -> float:
             return float(stores[kind].temperature)
         path = getattr(config, _STORE_FIELDS[kind])
         if path is not None:  # given but needed by no other variant (full-kd alone): only its T is read
-            from first_distill.knowledge import KnowledgeStore
+            from first_distill.store import KnowledgeStore
 
             try:
                 return float(KnowledgeStore.open(Path(path).expanduser()).temperature)
@@ -317,7 +317,7 @@ def _prepare_output(config: TrainConfig, output: Path, state: Any) -> None:
 
 def train_student(config: TrainConfig) -> TrainResult:
     """Train one student per variant (module docstring); ``InputError`` for any problem with the inputs."""
-    from first_distill.knowledge import tokenizer_fingerprint
+    from first_distill.store import tokenizer_fingerprint
     from first_distill.model_folders import load_tokenizer, locate_model
     from first_distill.training_data import check_completion_tokens, tokenize_examples
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from first_distill.knowledge.manifest import fsync_folder, write_json_atomically
+from first_distill.store.manifest import fsync_folder, write_json_atomically
 from first_distill.variants import ONLINE_TEACHER, Variant
 from first_eval.errors import InputError
 

@@ -111,7 +111,7 @@ def read_training_jsonl(path: str | Path) -> TrainingSet:
     and the loss live on completion tokens). Lines are read as bytes and decoded one by one, so a bad byte is
     reported at its line.
     """
-    from first_distill.knowledge.fingerprint import file_sha256
+    from first_distill.store.fingerprint import file_sha256
 
     path = Path(path)
     if not path.is_file():

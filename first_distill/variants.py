@@ -35,7 +35,7 @@ ONLINE_TEACHER = "online-teacher"
 KNOWLEDGE_KINDS = (TEMPERED_TOPK, UNTEMPERED_TOPK, SAMPLED, ONLINE_TEACHER)
 STORE_KINDS = (TEMPERED_TOPK, UNTEMPERED_TOPK, SAMPLED)
 
-# ``first_distill.knowledge.extract.ExtractConfig`` settings that make each kind of store (the teacher
+# ``first_distill.teacher.extract.ExtractConfig`` settings that make each kind of store (the teacher
 # temperature of a tempered store is the user's choice: auto, a calibrators.json, or a number).
 STORE_EXTRACTION = {TEMPERED_TOPK: {"selection": "topk"},
                     UNTEMPERED_TOPK: {"selection": "topk", "teacher_temperature": "none"},

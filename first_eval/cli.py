@@ -14,6 +14,7 @@ from typing import List, Optional
 
 import typer
 
+from first_eval.command_line import audit_and_write, audit_config_from_flags, fail, parse_list, print_summary
 from first_eval.errors import InputError
 
 app = typer.Typer(
@@ -34,19 +35,6 @@ app = typer.Typer(
 )
 
 
-def fail(message: str) -> "typer.Exit":
-    """Print a one-line error and return the exit to raise (code 2)."""
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code=2)
-
-
-def parse_list(value: str, flag: str) -> tuple[str, ...]:
-    items = tuple(part.strip() for part in value.split(",") if part.strip())
-    if not items:
-        raise InputError(f"{flag} is empty; give a comma-separated list")
-    return items
-
-
 def expand_sample_paths(paths: list[Path]) -> list[Path]:
     """Files as given; a folder stands for every samples_*.jsonl beneath it (lm-eval's output layout)."""
     expanded: list[Path] = []
@@ -59,36 +47,6 @@ def expand_sample_paths(paths: list[Path]) -> list[Path]:
         else:
             expanded.append(path)
     return expanded
-
-
-def audit_config_from_flags(bins: int, score: str, calibrators: str, folds: int, bootstrap: int, seed: int):
-    from first_eval.audit import AuditConfig
-
-    try:
-        return AuditConfig(n_bins=bins, score_mode=score, calibrators=parse_list(calibrators, "--calibrators"),
-                           n_folds=folds, n_bootstrap=bootstrap, seed=seed)
-    except ValueError as error:
-        raise InputError(str(error)) from None
-
-
-def audit_and_write(task_samples: list, config, output: Path, title: str, model: Optional[str], gate=None) -> list[Path]:
-    """Audit every task (with a progress bar), then write the report files atomically (``gate``: a ``ReportGate``)."""
-    from rich.progress import Progress
-
-    from first_eval.audit import audit_task
-    from first_eval.report import ReportMeta, write_report
-
-    audits = []
-    console = _stderr_console()
-    # Not a terminal (a pipe, a CI log): no bar, so an error raised mid-audit stays the only line on stderr.
-    with Progress(transient=True, console=console, disable=not console.is_terminal) as progress:
-        job = progress.add_task("auditing", total=len(task_samples))
-        for samples in task_samples:
-            progress.update(job, description=f"auditing {samples.task}")
-            audits.append(audit_task(samples, config))
-            progress.advance(job)
-    meta = ReportMeta(title=title, model=model, command="first " + shlex.join(sys.argv[1:]))
-    return write_report(audits, output, meta, gate)
 
 
 def gate_from_flags(max_ece: Optional[float], min_accuracy: Optional[float], gate_on: str, bootstrap: int):
@@ -113,32 +71,6 @@ def check_unique_tasks(task_samples: list) -> None:
                 "audit each run separately and compare them with `first compare`"
             )
         seen[samples.task] = samples.source
-
-
-def _stderr_console():
-    from rich.console import Console
-
-    return Console(stderr=True)
-
-
-def print_summary(output: Path) -> None:
-    import json
-
-    document = json.loads((output / "metrics.json").read_text())
-    console = _stderr_console()
-    for task, metrics in document["tasks"].items():
-        temperature = metrics.get("calibrated", {}).get("temperature", {})
-        after = temperature.get("ece")
-        console.print(
-            f"{task:<32} n={metrics['n']:<6} acc={metrics['accuracy']:.3f} conf={metrics['mean_confidence']:.3f} "
-            f"ECE={metrics['ece']:.3f}"
-            + (f" -> {after:.3f} at T={temperature['temperature']:.3g}" if after is not None else "")
-            + (f" (T at its search bound: {temperature['at_bound']})" if temperature.get("at_bound") else "")
-            + (f" letter-mass={metrics['letters']['mean_mass']:.3f}" if "letters" in metrics else ""),
-            highlight=False, soft_wrap=True,
-        )
-    console.print(f"wrote {output / 'report.html'}, metrics.json, calibrators.json, questions.jsonl.gz", highlight=False,
-                  soft_wrap=True)
 
 
 @app.command("report")
@@ -322,19 +254,6 @@ def print_comparison_summary(output: Path) -> None:
         for line in worse_lines(gate, baseline):
             typer.echo(line, err=True)
         raise typer.Exit(code=1)
-
-
-def synthetic_demo(output: Path, seed: int = 0, bootstrap: int = 1000) -> None:
-    """Synthetic lm-eval samples with a planted miscalibration, audited like `first report --samples`."""
-    from first_eval.lm_eval_bridge.samples import read_samples_path
-    from first_eval.synthetic import DEMO_TASKS, write_demo_samples
-
-    paths = write_demo_samples(output / "samples", seed=seed)
-    task_samples = [task for path in paths for task in read_samples_path(path)]
-    config = audit_config_from_flags(15, "sum", "temperature,platt,isotonic", 5, bootstrap, seed)
-    audit_and_write(task_samples, config, output, "first demo: synthetic tasks with planted miscalibration",
-                    model="synthetic (planted sharpness: " + ", ".join(f"{t.name}={t.sharpness}" for t in DEMO_TASKS) + ")")
-    print_summary(output)
 
 
 def _register_plugins() -> None:

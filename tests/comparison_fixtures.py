@@ -12,7 +12,7 @@ from first_eval.compare import ModelAudit, write_comparison
 from first_eval.deltas import DeltaSettings
 from first_eval.lm_eval_bridge.samples import task_samples_from_records
 from first_eval.report import ReportMeta, metrics_document
-from first_eval.synthetic import SyntheticTask
+from first_demo.synthetic import SyntheticTask
 
 DEMO_MODELS = ("teacher", "teacher+ts", "student-base", "teacher-base", "bayes-optimal", "first", "ce",
                "label-smoothing", "topk-notemp", "topk-tail", "rs-kd", "full-kd")

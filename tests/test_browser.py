@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from first_eval.cli import app
-from first_eval.synthetic import SyntheticTask
+from first_demo.synthetic import SyntheticTask
 from missing_tools import skip_missing_tool
 
 pytestmark = pytest.mark.browser

@@ -7,7 +7,7 @@ import tomllib
 from pathlib import Path
 
 
-from first_eval.synthetic import SyntheticTask, write_samples_file
+from first_demo.synthetic import SyntheticTask, write_samples_file
 
 REPO = Path(__file__).resolve().parent.parent
 

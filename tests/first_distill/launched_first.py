@@ -16,8 +16,8 @@ import sys
 
 
 def install_stand_ins() -> None:
-    from first_distill.knowledge import extract as extract_module
-    from first_distill.knowledge import writer as writer_module
+    from first_distill.store import extract as extract_module
+    from first_distill.store import writer as writer_module
 
     rank = int(os.environ.get("RANK", "0"))
     seconds_per_pass = os.environ.get("FIRST_TEST_SECONDS_PER_PASS")

@@ -11,7 +11,7 @@ import pytest
 
 from first_distill.collator import (
     IGNORE_INDEX, DistillationCollator, ExampleDataset, next_token_targets, pad_right)
-from first_distill.knowledge import KnowledgeStore, KnowledgeStoreWriter
+from first_distill.store import KnowledgeStore, KnowledgeStoreWriter
 from first_distill.training_data import TokenizedExample, TrainingExample, tokenize_examples
 from tiny_models import tiny_llama_dir  # noqa: F401  (session fixture)
 
@@ -92,7 +92,7 @@ def test_the_teacher_reproduces_the_store_at_the_loss_positions(tmp_path, tiny_l
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from first_distill.knowledge.extract import ExtractConfig, extract_knowledge
+    from first_distill.teacher.extract import ExtractConfig, extract_knowledge
 
     pairs = [("Question: Which gas do plants take in from the air?\nAnswer:", " carbon dioxide"),
              ("Q: 2+2?\nA:", " 4"), ("The sun", " rises in the east and sets in the west"), ("x", " y")]

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from first_distill.demo.config import WorldConfig
-from first_distill.demo.pipeline import BAYES, DEMO_VARIANTS, DemoRunConfig, demo_training_settings, run_demo
+from first_demo.config import WorldConfig
+from first_demo.pipeline import BAYES, DEMO_VARIANTS, DemoRunConfig, demo_training_settings, run_demo
 
 # The mini world's teacher is nearly flat after tempering: 8-bit codes round many probabilities to 0 (warned).
 pytestmark = pytest.mark.filterwarnings("ignore:the tempered teacher is flat")

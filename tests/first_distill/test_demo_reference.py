@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from first_distill.demo.config import WorldConfig
-from first_distill.demo.reference import load_reference, reference_lines
+from first_demo.config import WorldConfig
+from first_demo.reference import load_reference, reference_lines
 
 
 def test_reference_belongs_to_the_committed_recipe():

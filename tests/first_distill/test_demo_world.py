@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from first_distill.demo import WorldConfig, build_world, find_complete_world
+from first_demo import WorldConfig, build_world, find_complete_world
 
 
 @pytest.fixture(scope="module")

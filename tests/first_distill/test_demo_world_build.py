@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import yaml
 
-from first_distill.demo import build as build_module
-from first_distill.demo.build import build_world, find_complete_world, world_folder_name
-from first_distill.demo.config import WorldConfig
-from first_distill.demo.questions import SPLITS, prompt_text
-from first_distill.demo.world import DemoWorld
+from first_demo import build as build_module
+from first_demo.build import build_world, find_complete_world, world_folder_name
+from first_demo.config import WorldConfig
+from first_demo.questions import SPLITS, prompt_text
+from first_demo.world import DemoWorld
 
 MINI = WorldConfig.mini()
 

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from first_distill.demo.config import ModelSize, SplitSizes, WorldConfig
-from first_distill.demo.corpus import make_pretraining_lines
-from first_distill.demo.facts import sample_world_facts
-from first_distill.demo.questions import SPLITS, TASKS, TaskSpec, make_task_questions
+from first_demo.config import ModelSize, SplitSizes, WorldConfig
+from first_demo.corpus import make_pretraining_lines
+from first_demo.facts import sample_world_facts
+from first_demo.questions import SPLITS, TASKS, TaskSpec, make_task_questions
 
 CONFIG = WorldConfig()
 
@@ -181,7 +181,7 @@ def test_config_hash_is_the_sha256_of_every_field() -> None:
 
 def test_config_hash_is_the_same_in_another_process() -> None:
     """No per-process state (Python's salted str hash, object ids) leaks in: a cached world is found again."""
-    code = "from first_distill.demo.config import WorldConfig; print(WorldConfig().config_hash())"
+    code = "from first_demo.config import WorldConfig; print(WorldConfig().config_hash())"
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                            env={**os.environ, "PYTHONHASHSEED": "12345"})
     assert other.stdout.strip() == WorldConfig().config_hash()

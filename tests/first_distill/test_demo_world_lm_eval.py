@@ -7,10 +7,10 @@ import os
 import numpy as np
 import pytest
 
-from first_distill.demo.build import build_world
-from first_distill.demo.config import WorldConfig
-from first_distill.demo.questions import Question
-from first_distill.demo.world import DemoWorld
+from first_demo.build import build_world
+from first_demo.config import WorldConfig
+from first_demo.questions import Question
+from first_demo.world import DemoWorld
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ def test_simple_evaluate_runs_offline_and_matches_our_choice_scores(world: DemoW
     from lm_eval.tasks import TaskManager
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from first_distill.demo.scoring import choice_loglikelihoods
+    from first_demo.scoring import choice_loglikelihoods
 
     manager = TaskManager(include_path=str(world.task_dir), include_defaults=False)
     results = lm_eval.simple_evaluate(

@@ -14,7 +14,7 @@ from first_eval.compare import ModelAudit
 from first_eval.deltas import DeltaSettings
 from first_eval.lm_eval_bridge.samples import task_samples_from_records
 from first_eval.report import ReportMeta, metrics_document
-from first_eval.synthetic import SyntheticTask
+from first_demo.synthetic import SyntheticTask
 
 
 @pytest.mark.parametrize("delta, interval, relation, verdict", [

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from first_distill.demo.build import build_world
-from first_distill.demo.config import WorldConfig
+from first_demo.build import build_world
+from first_demo.config import WorldConfig
 
 pytestmark = pytest.mark.filterwarnings("ignore:the tempered teacher is flat")
 

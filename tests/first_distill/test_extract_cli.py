@@ -11,8 +11,8 @@ import typer
 from typer.testing import CliRunner
 
 from first_distill.cli import register
-from first_distill.knowledge import KnowledgeStore
-from first_distill.knowledge.extract import ExtractConfig, extract_knowledge
+from first_distill.store import KnowledgeStore
+from first_distill.teacher.extract import ExtractConfig, extract_knowledge
 from first_eval.errors import InputError
 from tiny_models import make_tiny_llama, tiny_llama_dir  # noqa: F401  (session fixture)
 

@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from first_distill.knowledge import KnowledgeStore, Manifest, file_sha256
-from first_distill.knowledge.extract import (
+from first_distill.store import KnowledgeStore, Manifest, file_sha256
+from first_distill.teacher.extract import (
     WINDOW_BATCHES, ExtractConfig, extract_knowledge, plan_windows, rank_ranges)
-from first_distill.knowledge.manifest import MANIFEST_NAME
-from first_distill.knowledge.ranks import PLAN_FILE, RankPlan, settle_plan, split_ranges, write_plan
-from first_distill.knowledge.shard import shard_prefix
+from first_distill.store.manifest import MANIFEST_NAME
+from first_distill.teacher.ranks import PLAN_FILE, RankPlan, settle_plan, split_ranges, write_plan
+from first_distill.store.shard import shard_prefix
 from first_eval.errors import InputError
 from test_store import _sequences, _writer
 from tiny_models import tiny_llama_dir  # noqa: F401  (session fixture)

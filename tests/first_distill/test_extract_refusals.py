@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from first_distill.knowledge import extract as extract_module
-from first_distill.knowledge.extract import ExtractConfig, extract_knowledge
+from first_distill.store import extract as extract_module
+from first_distill.teacher.extract import ExtractConfig, extract_knowledge
 from first_distill.training_data import TrainingExample, TrainingSet
 from first_eval.errors import InputError
 from tiny_models import tiny_llama_dir  # noqa: F401  (session fixture)

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from first_distill.knowledge import KnowledgeStore, KnowledgeStoreWriter, file_sha256, resume_from
-from first_distill.knowledge.extract import TEMPERATURE_FILE, ExtractConfig, extract_knowledge
-from first_distill.knowledge.shard import read_header
+from first_distill.store import KnowledgeStore, KnowledgeStoreWriter, file_sha256, resume_from
+from first_distill.teacher.extract import TEMPERATURE_FILE, ExtractConfig, extract_knowledge
+from first_distill.store.shard import read_header
 from first_eval.errors import InputError
 from tiny_models import tiny_llama_dir  # noqa: F401  (session fixture)
 
@@ -129,8 +129,8 @@ class TeacherClock:
 
 
 def run_on_clock(patch, clock: TeacherClock) -> None:
-    from first_distill.knowledge import extract as extract_module
-    from first_distill.knowledge import writer as writer_module
+    from first_distill.store import extract as extract_module
+    from first_distill.store import writer as writer_module
 
     original = extract_module.completion_logits
 
@@ -145,7 +145,7 @@ def run_on_clock(patch, clock: TeacherClock) -> None:
 
 def kill_at_shard(patch, n_written: int) -> None:
     """SIGKILL while shard ``n_written`` is being written (the worst moment: the whole open shard is lost)."""
-    from first_distill.knowledge import writer as writer_module
+    from first_distill.store import writer as writer_module
 
     original = writer_module.write_shard
 

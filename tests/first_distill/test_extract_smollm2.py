@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from first_distill.knowledge import KnowledgeStore
-from first_distill.knowledge.extract import ExtractConfig, extract_knowledge
+from first_distill.store import KnowledgeStore
+from first_distill.teacher.extract import ExtractConfig, extract_knowledge
 from real_models import smollm2_gguf
 
 pytestmark = pytest.mark.slow

@@ -27,8 +27,8 @@ import math
 import numpy as np
 import pytest
 
-from first_distill.knowledge.teacher_temperature import TemperatureFitConfig, fit_teacher_temperature
-from first_distill.knowledge.token_temperature import T_MAX, T_MIN
+from first_distill.teacher.teacher_temperature import TemperatureFitConfig, fit_teacher_temperature
+from first_distill.teacher.token_temperature import T_MAX, T_MIN
 from first_distill.model_folders import locate_model
 from first_eval.calibrators.temperature import DEFAULT_MAX_TEMPERATURE, DEFAULT_MIN_TEMPERATURE
 from first_eval.lm_eval_bridge.lettered import lettered_prompt, prepare_lettered_tasks

@@ -12,8 +12,8 @@ import typer
 from typer.testing import CliRunner
 
 from first_distill.cli import register
-from first_distill.demo.build import build_world
-from first_distill.demo.config import WorldConfig
+from first_demo.build import build_world
+from first_demo.config import WorldConfig
 from first_distill.pipeline import DistillConfig, run_distill
 from first_distill.trainer import TrainerSettings
 from first_eval.errors import InputError
@@ -228,7 +228,7 @@ def test_token_level_auto_temperature_equals_scipy_on_unbatched_teacher_logits(w
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from first_distill.model_folders import locate_model
-    from first_distill.knowledge.teacher_temperature import TemperatureFitConfig, fit_teacher_temperature
+    from first_distill.teacher.teacher_temperature import TemperatureFitConfig, fit_teacher_temperature
 
     fitted = fit_teacher_temperature(TemperatureFitConfig(
         model_args="", task="first_demo_boolq", include_path=Path(world.task_dir), batch_size=4, device="cpu",

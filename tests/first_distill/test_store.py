@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from first_distill.knowledge import (KnowledgeStore, KnowledgeStoreWriter, resume_from, tokenizer_fingerprint)
-from first_distill.knowledge.manifest import SCHEMA
+from first_distill.store import (KnowledgeStore, KnowledgeStoreWriter, resume_from, tokenizer_fingerprint)
+from first_distill.store.manifest import SCHEMA
 from first_eval.errors import InputError
 
 TOKENIZER_SHA = "ab12" * 16

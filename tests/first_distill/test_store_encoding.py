@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from first_distill.knowledge.id_packing import IdPacking, bits_for_vocab
-from first_distill.knowledge.prob_quantization import ProbQuantization
+from first_distill.store.id_packing import IdPacking, bits_for_vocab
+from first_distill.store.prob_quantization import ProbQuantization
 
 
 @pytest.mark.parametrize("vocab_size, bits", [(1, 1), (2, 1), (3, 2), (256, 8), (257, 9), (32000, 15), (49152, 16),

@@ -9,9 +9,9 @@ import os
 import numpy as np
 import pytest
 
-from first_distill.knowledge import KnowledgeStore, resume_from
-from first_distill.knowledge import writer as writer_module
-from first_distill.knowledge.shard import read_header
+from first_distill.store import KnowledgeStore, resume_from
+from first_distill.store import writer as writer_module
+from first_distill.store.shard import read_header
 from test_store import _assert_round_trip, _sequences, _writer
 
 SECONDS = 10.0

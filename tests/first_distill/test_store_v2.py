@@ -8,11 +8,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from first_distill.knowledge import KnowledgeStore, KnowledgeStoreWriter
-from first_distill.knowledge import writer as writer_module
-from first_distill.knowledge.bit_fields import pack_fields, unpack_fields
-from first_distill.knowledge.ranked_codec import CLASS_BASE, CLASS_WIDTH, DIRECT, decode, encode, rank_classes
-from first_distill.knowledge.shard import ShardFormatError, read_header
+from first_distill.store import KnowledgeStore, KnowledgeStoreWriter
+from first_distill.store import writer as writer_module
+from first_distill.store.bit_fields import pack_fields, unpack_fields
+from first_distill.store.ranked_codec import CLASS_BASE, CLASS_WIDTH, DIRECT, decode, encode, rank_classes
+from first_distill.store.shard import ShardFormatError, read_header
 from first_eval.errors import InputError
 
 

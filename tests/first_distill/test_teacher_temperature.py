@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from first_distill.knowledge.teacher_temperature import (
+from first_distill.teacher.teacher_temperature import (
     TeacherTemperature,
     TemperatureFitConfig,
     fit_teacher_temperature,

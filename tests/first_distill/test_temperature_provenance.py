@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from first_distill.demo.build import build_world
-from first_distill.demo.config import WorldConfig
+from first_demo.build import build_world
+from first_demo.config import WorldConfig
 from first_distill.pipeline import DistillConfig, run_distill
 from first_distill.trainer import TrainerSettings
 

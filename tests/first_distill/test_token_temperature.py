@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from first_distill.knowledge.token_temperature import (
+from first_distill.teacher.token_temperature import (
     fit_token_temperature, fit_token_temperature_value, gold_token_logits, token_nll, top1_token_ece)
 from first_distill.training_data import TrainingExample, tokenize_examples
 from tiny_models import tiny_llama_dir  # noqa: F401  (session fixture)

@@ -56,7 +56,7 @@ def make_student(teacher_dir: Path, folder: Path, seed: int = 7) -> Path:
 
 @pytest.fixture(scope="session")
 def world(tmp_path_factory, tiny_llama_dir):  # noqa: F811
-    from first_distill.knowledge.extract import ExtractConfig, extract_knowledge
+    from first_distill.teacher.extract import ExtractConfig, extract_knowledge
 
     root = tmp_path_factory.mktemp("trainer-world")
     train = write_pairs(root / "train.jsonl")

@@ -9,7 +9,7 @@ from first_eval.audit import AuditConfig, audit_task
 from first_eval.calibrators import CALIBRATORS, cross_fit
 from first_eval.lm_eval_bridge.samples import read_samples_path
 from first_eval.metrics import compute_metrics
-from first_eval.synthetic import SyntheticTask, write_samples_file
+from first_demo.synthetic import SyntheticTask, write_samples_file
 
 # Over-confident (sharpness 2.5) 4-choice questions: every calibrator can fit every fold.
 TASK = SyntheticTask("synth_audit", 600, (3, 4), sharpness=2.5)

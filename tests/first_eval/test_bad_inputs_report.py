@@ -18,7 +18,7 @@ from typing import Callable
 
 import pytest
 
-from first_eval.synthetic import SyntheticTask
+from first_demo.synthetic import SyntheticTask
 
 TASK = SyntheticTask("hostile", 30, (4,), sharpness=1.0)
 SAMPLES_NAME = "samples_hostile_2026-01-01T00-00-00.000000.jsonl"

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from first_eval.cli import app
-from first_eval.synthetic import SyntheticTask, write_samples_file
+from first_demo.synthetic import SyntheticTask, write_samples_file
 
 runner = CliRunner()
 OVERCONFIDENT = SyntheticTask("synth_overconfident", 1500, (4,), sharpness=3.0)

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from first_eval.cli import app
 from first_eval.questions import QUESTIONS_FILE
-from first_eval.synthetic import SyntheticTask
+from first_demo.synthetic import SyntheticTask
 
 runner = CliRunner()
 TASK = "shared_task"

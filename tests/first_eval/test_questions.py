@@ -14,7 +14,7 @@ from first_eval.errors import InputError
 from first_eval.lm_eval_bridge.samples import task_samples_from_records
 from first_eval.questions import QUESTIONS_FILE, common_questions, questions_bytes, read_questions
 from first_eval.report import ReportMeta, write_report
-from first_eval.synthetic import SyntheticTask
+from first_demo.synthetic import SyntheticTask
 
 CONFIG = AuditConfig(n_bootstrap=0, n_folds=3, seed=1)
 

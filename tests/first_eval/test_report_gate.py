@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from first_eval.cli import app
 from first_eval.gate import ReportGate, report_gate_lines
-from first_eval.synthetic import SyntheticTask, write_samples_file
+from first_demo.synthetic import SyntheticTask, write_samples_file
 
 runner = CliRunner()
 

@@ -6,7 +6,7 @@ import pytest
 
 from first_eval.errors import InputError
 from first_eval.lm_eval_bridge.samples import read_samples_path, task_name_from_path
-from first_eval.synthetic import SyntheticTask, write_samples_file
+from first_demo.synthetic import SyntheticTask, write_samples_file
 
 TASK = SyntheticTask("synth_mixed", 300, (2, 3, 4, 5), sharpness=2.0, length_penalty=0.1)
 

@@ -52,13 +52,13 @@ from typing import Sequence
 
 import numpy as np
 
-from first_distill.knowledge.fingerprint import file_sha256
-from first_distill.knowledge.id_packing import IdPacking
-from first_distill.knowledge.manifest import (
+from first_distill.store.fingerprint import file_sha256
+from first_distill.store.id_packing import IdPacking
+from first_distill.store.manifest import (
     MANIFEST_NAME, Manifest, RankEntry, ShardEntry, StoreIdentity, write_json_atomically)
-from first_distill.knowledge.prob_quantization import ProbQuantization
-from first_distill.knowledge.shard import ShardFormatError, read_header, shard_name, write_shard
-from first_distill.knowledge.stats import MassStats
+from first_distill.store.prob_quantization import ProbQuantization
+from first_distill.store.shard import ShardFormatError, read_header, shard_name, write_shard
+from first_distill.store.stats import MassStats
 from first_eval.errors import InputError
 
 DEFAULT_SHARD_POSITIONS = 1 << 22  # ~4.2M positions, ~63 MB at 15 bytes per position

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from first_distill.demo.config import WorldConfig
+from first_demo.config import WorldConfig
 
 # Short, common single words, so BPE gives each its own token and choice-length effects stay small.
 IN_DOMAIN_ATTRIBUTES: dict[str, tuple[str, ...]] = {

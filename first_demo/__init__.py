@@ -2,8 +2,8 @@
 two small base Llama models and an over-confident fine-tuned teacher, cached by seed (``build_world``),
 and the ``first demo`` pipeline that audits them (``pipeline.run_demo``)."""
 
-from first_distill.demo.build import build_world, find_complete_world
-from first_distill.demo.config import WorldConfig
-from first_distill.demo.world import DemoWorld
+from first_demo.build import build_world, find_complete_world
+from first_demo.config import WorldConfig
+from first_demo.world import DemoWorld
 
 __all__ = ["DemoWorld", "WorldConfig", "build_world", "find_complete_world"]

@@ -20,11 +20,11 @@ from typing import Sequence
 
 import numpy as np
 
-from first_distill.knowledge.fingerprint import file_sha256
-from first_distill.knowledge.id_packing import IdPacking
-from first_distill.knowledge.manifest import MANIFEST_NAME, Manifest
-from first_distill.knowledge.prob_quantization import ProbQuantization
-from first_distill.knowledge.shard import MappedShard, ShardFormatError, read_header
+from first_distill.store.fingerprint import file_sha256
+from first_distill.store.id_packing import IdPacking
+from first_distill.store.manifest import MANIFEST_NAME, Manifest
+from first_distill.store.prob_quantization import ProbQuantization
+from first_distill.store.shard import MappedShard, ShardFormatError, read_header
 from first_eval.errors import InputError
 
 VERIFY_MODES = ("eager", "lazy", "size")

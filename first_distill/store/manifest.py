@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from first_distill.knowledge.fingerprint import canonical_json_sha256
+from first_distill.store.fingerprint import canonical_json_sha256
 
 SCHEMA = "first.knowledge/1"
 MANIFEST_NAME = "manifest.json"

@@ -67,8 +67,8 @@ def run_demo(config: DemoRunConfig) -> Path:
 
     import torch
 
-    from first_distill.demo.build import build_world
-    from first_distill.demo.config import WorldConfig
+    from first_demo.build import build_world
+    from first_demo.config import WorldConfig
     from first_distill.pipeline import CONFIG_FILE, RESUME_FREE_FIELDS, DistillConfig, run_distill
     from first_distill.run_folder import check_run_folder
     from first_eval.errors import InputError

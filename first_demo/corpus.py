@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from first_distill.demo.facts import WorldFacts
-from first_distill.demo.questions import BOOLQ_CHOICES, QUESTION_TEMPLATES, prompt_text
+from first_demo.facts import WorldFacts
+from first_demo.questions import BOOLQ_CHOICES, QUESTION_TEMPLATES, prompt_text
 
 ATTRIBUTE_STATEMENT = "the {attribute} of {entity} is {value}."
 VERB_TRAIT_STATEMENTS = ("{entity} cannot {trait}.", "{entity} can {trait}.")  # indexed by has_trait

@@ -125,7 +125,7 @@ def temperature_from_calibrators(path: str | Path, task: str | None = None) -> T
     Picks ``task``'s entry, else the only one; ``InputError`` listing the tasks otherwise. When ``metrics.json``
     lies beside it, the task's ECE before and after (cross-fitted) temperature scaling come from there.
     """
-    from first_distill.knowledge.fingerprint import file_sha256
+    from first_distill.store.fingerprint import file_sha256
 
     path = Path(path).expanduser()
     where = f"--calibrators-from {path}"
@@ -304,7 +304,7 @@ def fit_token_level(config: TemperatureFitConfig, tasks: list[str], label: str, 
     import torch
 
     from first_distill.model_folders import load_teacher, load_text_config, load_tokenizer
-    from first_distill.knowledge.token_temperature import fit_token_temperature, gold_token_logits
+    from first_distill.teacher.token_temperature import fit_token_temperature, gold_token_logits
     from first_distill.training_data import task_training_set, tokenize_examples
 
     if config.teacher is None:

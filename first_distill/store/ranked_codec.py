@@ -33,7 +33,7 @@ import zlib
 
 import numpy as np
 
-from first_distill.knowledge.bit_fields import pack_fields, unpack_fields
+from first_distill.store.bit_fields import pack_fields, unpack_fields
 
 CODEC = "ranked-classes-deflate/1"
 DIRECT = 64  # ranks below get a class byte of their own

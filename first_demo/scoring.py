@@ -12,7 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
-from first_distill.demo.questions import Question, prompt_text
+from first_demo.questions import Question, prompt_text
 
 
 def choice_loglikelihoods(model, tokenizer, questions: Sequence[Question], batch_size: int = 256):

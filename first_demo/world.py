@@ -19,7 +19,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from first_distill.demo.questions import SPLITS, Question
+from first_demo.questions import SPLITS, Question
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_FORMAT = "first-demo-world/1"
@@ -63,7 +63,7 @@ class DemoWorld:
 
     def questions(self, task: str, split: str) -> list[Question]:
         """The questions of ``task``'s ``split`` read from its JSONL."""
-        from first_distill.demo.task_files import read_questions
+        from first_demo.task_files import read_questions
 
         if task not in self.split_files:
             raise ValueError(f"unknown task {task!r}; this world has {', '.join(self.tasks)}")

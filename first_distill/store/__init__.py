@@ -9,12 +9,12 @@ probabilities (or sampled ids and weights), stored compactly on disk and read ba
 - ``fingerprint.py``: ``tokenizer_fingerprint`` and file hashes, shared with extraction.
 """
 
-from first_distill.knowledge.fingerprint import file_sha256, tokenizer_fingerprint
-from first_distill.knowledge.id_packing import IdPacking
-from first_distill.knowledge.manifest import MANIFEST_NAME, SCHEMA, Manifest, ShardEntry, StoreIdentity
-from first_distill.knowledge.prob_quantization import ProbQuantization
-from first_distill.knowledge.reader import KnowledgeBatch, KnowledgeStore
-from first_distill.knowledge.writer import DEFAULT_SHARD_POSITIONS, KnowledgeStoreWriter, resume_from
+from first_distill.store.fingerprint import file_sha256, tokenizer_fingerprint
+from first_distill.store.id_packing import IdPacking
+from first_distill.store.manifest import MANIFEST_NAME, SCHEMA, Manifest, ShardEntry, StoreIdentity
+from first_distill.store.prob_quantization import ProbQuantization
+from first_distill.store.reader import KnowledgeBatch, KnowledgeStore
+from first_distill.store.writer import DEFAULT_SHARD_POSITIONS, KnowledgeStoreWriter, resume_from
 
 __all__ = [
     "DEFAULT_SHARD_POSITIONS", "IdPacking", "KnowledgeBatch", "KnowledgeStore", "KnowledgeStoreWriter", "MANIFEST_NAME",

@@ -149,7 +149,7 @@ def gold_token_logits(model: Any, examples: Sequence[Any], batch_size: int, devi
     """
     import torch
 
-    from first_distill.knowledge.extract import collate_teacher_batch, completion_logits
+    from first_distill.teacher.extract import collate_teacher_batch, completion_logits
 
     usable = [i for i, e in enumerate(examples) if e.n_completion > 0]
     total = sum(examples[i].n_completion for i in usable)

@@ -23,7 +23,7 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-from first_distill.demo.questions import SPLITS, Question
+from first_demo.questions import SPLITS, Question
 
 DOC_TO_TEXT = "Question: {{question}}\nAnswer:"
 

@@ -30,13 +30,13 @@ from typing import Iterator
 
 import numpy as np
 
-from first_distill.demo.config import WorldConfig
-from first_distill.demo.corpus import make_pretraining_lines
-from first_distill.demo.facts import sample_world_facts
-from first_distill.demo.questions import TASKS, Question, make_task_questions, prompt_text
-from first_distill.demo.scoring import bayes_choice_scores
-from first_distill.demo.task_files import write_task
-from first_distill.demo.world import MANIFEST_FORMAT, MANIFEST_NAME, DemoWorld, read_manifest
+from first_demo.config import WorldConfig
+from first_demo.corpus import make_pretraining_lines
+from first_demo.facts import sample_world_facts
+from first_demo.questions import TASKS, Question, make_task_questions, prompt_text
+from first_demo.scoring import bayes_choice_scores
+from first_demo.task_files import write_task
+from first_demo.world import MANIFEST_FORMAT, MANIFEST_NAME, DemoWorld, read_manifest
 
 TORCH_THREADS = 2  # the build's default; OMP_NUM_THREADS, when set, wins (see build_threads)
 _PARTIAL_MARK = ".partial-"
@@ -56,7 +56,7 @@ def find_complete_world(root: Path, seed: int = 0, config: WorldConfig | None = 
     manifest = read_manifest(world_dir)
     if manifest is None or manifest.get("config_hash") != config.config_hash() or manifest.get("seed") != seed:
         return None
-    from first_distill.demo.task_files import relocate_task_yamls
+    from first_demo.task_files import relocate_task_yamls
 
     relocate_task_yamls(world_dir / manifest["paths"]["task_dir"])  # a moved or copied world keeps working
     return DemoWorld.load(world_dir)
@@ -115,7 +115,7 @@ def _build_into(build_dir: Path, final_dir: Path, config: WorldConfig, seed: int
     _write_json(build_dir / "bayes.json", bayes)
 
     bar.phase("tokenizer")
-    from first_distill.demo.tokenizer import load_world_tokenizer, train_world_tokenizer
+    from first_demo.tokenizer import load_world_tokenizer, train_world_tokenizer
 
     lines = make_pretraining_lines(facts, config.pretrain_lines, corpus_rng, config.pretrain_question_share)
     # The tokenizer learns the corpus and every question prompt, so task words are single tokens too.
@@ -123,7 +123,7 @@ def _build_into(build_dir: Path, final_dir: Path, config: WorldConfig, seed: int
     train_world_tokenizer(lines + prompts, config.vocab_size, build_dir / "tokenizer")
     tokenizer = load_world_tokenizer(build_dir / "tokenizer")
 
-    from first_distill.demo.models import TrainingRun, answer_examples, new_llama, pretraining_examples, train_causal_lm
+    from first_demo.models import TrainingRun, answer_examples, new_llama, pretraining_examples, train_causal_lm
 
     pretrain_ids, pretrain_labels = pretraining_examples(lines, tokenizer)
     losses: dict[str, float] = {}

@@ -46,16 +46,16 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from first_distill.knowledge.fingerprint import canonical_json_sha256, file_sha256, tokenizer_fingerprint
+from first_distill.store.fingerprint import canonical_json_sha256, file_sha256, tokenizer_fingerprint
 from first_distill.model_folders import (
     ModelLocation, check_same_tokenizer, load_teacher, load_text_config, load_tokenizer, locate_model, tokenizer_identity)
-from first_distill.knowledge.manifest import MANIFEST_NAME, Manifest, write_json_atomically
-from first_distill.knowledge.ranks import (
+from first_distill.store.manifest import MANIFEST_NAME, Manifest, write_json_atomically
+from first_distill.teacher.ranks import (
     finish_store, process_device, process_state, settle_plan, split_ranges, warn_if_idle, write_plan)
-from first_distill.knowledge.shard import shard_prefix
-from first_distill.knowledge.teacher_temperature import (
+from first_distill.store.shard import shard_prefix
+from first_distill.teacher.teacher_temperature import (
     TeacherTemperature, TemperatureFitConfig, parse_temperature_option, resolve_teacher_temperature)
-from first_distill.knowledge.writer import DEFAULT_SHARD_POSITIONS, KnowledgeStoreWriter
+from first_distill.store.writer import DEFAULT_SHARD_POSITIONS, KnowledgeStoreWriter
 from first_distill.training_data import (
     TokenizedExample, check_completion_tokens, check_max_length, read_training_jsonl, task_training_set,
     tokenize_examples)

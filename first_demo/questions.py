@@ -28,8 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from first_distill.demo.config import SplitSizes
-from first_distill.demo.facts import WorldFacts
+from first_demo.config import SplitSizes
+from first_demo.facts import WorldFacts
 
 SPLITS = ("train", "validation", "test")
 BOOLQ_CHOICES = ("no", "yes")

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from first_distill.demo.config import ModelSize
+from first_demo.config import ModelSize
 
 IGNORE_INDEX = -100
 

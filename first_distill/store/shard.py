@@ -46,9 +46,9 @@ from pathlib import Path
 
 import numpy as np
 
-from first_distill.knowledge import ranked_codec
-from first_distill.knowledge.id_packing import IdPacking
-from first_distill.knowledge.manifest import ShardEntry, fsync_folder
+from first_distill.store import ranked_codec
+from first_distill.store.id_packing import IdPacking
+from first_distill.store.manifest import ShardEntry, fsync_folder
 
 MAGIC = b"FIRSTKN\x01"
 MAGIC_V2 = b"FIRSTKN\x02"

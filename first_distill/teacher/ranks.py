@@ -30,9 +30,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from first_distill.knowledge.manifest import MANIFEST_NAME, Manifest, write_json_atomically
-from first_distill.knowledge.shard import SHARD_PATTERN
-from first_distill.knowledge.writer import KnowledgeStoreWriter, WriterPart
+from first_distill.store.manifest import MANIFEST_NAME, Manifest, write_json_atomically
+from first_distill.store.shard import SHARD_PATTERN
+from first_distill.store.writer import KnowledgeStoreWriter, WriterPart
 from first_eval.errors import InputError
 
 PLAN_FILE = "ranks.json"
