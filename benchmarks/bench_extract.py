@@ -71,7 +71,8 @@ def arc_examples(n: int, setting: str):
 def batches(examples, batch_size: int, pad_id: int):
     import numpy as np
 
-    from first_distill.teacher.extract import collate_teacher_batch, plan_windows
+    from first_distill.teacher.forward import collate_teacher_batch
+    from first_distill.teacher.windows import plan_windows
 
     lengths = np.asarray([len(e.input_ids) for e in examples])
     n_completion = np.asarray([e.n_completion for e in examples])
@@ -96,7 +97,9 @@ def main() -> None:
     import torch
 
     from first_distill.store import KnowledgeStoreWriter
-    from first_distill.teacher.extract import ExtractConfig, completion_logits, run_teacher_passes, tempered_topk
+    from first_distill.teacher.extract import ExtractConfig, run_teacher_passes
+    from first_distill.teacher.forward import completion_logits
+    from first_distill.teacher.selection import tempered_topk
     from first_distill.model_folders import load_teacher, load_tokenizer
     from first_distill.training_data import tokenize_examples
 

@@ -22,7 +22,6 @@ import json
 import os
 import secrets
 import shutil
-import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -274,35 +273,29 @@ def _torch_threads(n_threads: int) -> Iterator[None]:
 
 
 class _ProgressBar:
-    """A rich progress bar on stderr over all training steps; phases show as its description."""
+    """The world's build on one bar (first_eval.progress) over all training steps; phases show as its description."""
 
     def __init__(self, config: WorldConfig, enabled: bool) -> None:
         self.total = config.student_steps + config.teacher_base_steps + finetune_steps(config)
         self.enabled = enabled
-        self._progress = None
-        self._task = None
+        self._bar = None
+        self._handle = None
+        self._phase = "starting"
 
     def __enter__(self) -> "_ProgressBar":
-        if self.enabled:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from first_eval.progress import progress_bar
 
-            self._progress = Progress(
-                TextColumn("demo world: {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                console=Console(file=sys.stderr), transient=False,
-            )
-            self._progress.start()
-            self._task = self._progress.add_task("starting", total=self.total)
+        self._bar = progress_bar(self.total, "demo world: starting", unit="steps", enabled=self.enabled,
+                                 transient=False)
+        self._handle = self._bar.__enter__()
         return self
 
     def phase(self, description: str) -> None:
-        if self._progress is not None:
-            self._progress.update(self._task, description=description)
+        self._phase = description
+        self._handle.describe(f"demo world: {description}")
 
     def step(self, step: int, loss: float) -> None:
-        if self._progress is not None:
-            self._progress.update(self._task, advance=1, description=f"{self._progress.tasks[0].description.split(' (')[0]} (loss {loss:.3f})")
+        self._handle.advance(1, note=f"loss {loss:.3f}")
 
     def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.stop()
+        self._bar.__exit__(*exc)

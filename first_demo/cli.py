@@ -52,7 +52,7 @@ def print_demo_reference(metrics_path: Path, seed: int) -> None:
 def synthetic_demo(output: Path, seed: int = 0, bootstrap: int = 1000) -> None:
     """Synthetic lm-eval samples with a planted miscalibration, audited like `first report --samples`."""
     from first_eval.command_line import audit_and_write, audit_config_from_flags, print_summary
-    from first_eval.lm_eval_bridge.samples import read_samples_path
+    from first_eval.lm_eval_bridge import read_samples_path
     from first_demo.synthetic import DEMO_TASKS, write_demo_samples
 
     paths = write_demo_samples(output / "samples", seed=seed)

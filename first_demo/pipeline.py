@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from first_eval.lm_eval_bridge.samples import TaskSamples
+from first_eval.lm_eval_bridge import TaskSamples
 
 BAYES = "bayes-optimal"
 DEMO_VARIANTS = ("first", "ce", "label-smoothing", "topk-notemp", "topk-tail", "rs-kd", "full-kd")
@@ -69,7 +69,9 @@ def run_demo(config: DemoRunConfig) -> Path:
 
     from first_demo.build import build_world
     from first_demo.config import WorldConfig
-    from first_distill.pipeline import CONFIG_FILE, RESUME_FREE_FIELDS, DistillConfig, run_distill
+    from first_distill.distill_config import RESUME_FREE_FIELDS, DistillConfig
+    from first_distill.pipeline import run_distill
+    from first_distill.run_layout import CONFIG_FILE
     from first_distill.run_folder import check_run_folder
     from first_eval.errors import InputError
 

@@ -81,7 +81,8 @@ def distill_command(
     """
     if ctx.invoked_subcommand is not None:
         return
-    from first_distill.pipeline import DistillConfig, run_distill
+    from first_distill.distill_config import DistillConfig
+    from first_distill.pipeline import run_distill
     from first_distill.trainer import TrainerSettings
     from first_eval.command_line import parse_list
 

@@ -9,7 +9,7 @@ and a knowledge store row goes where its token is predicted: sequence b's stored
 completion token, at input position ``completion_start + j``, so it lands at logits position
 ``completion_start + j - 1`` — exactly the j-th True of ``loss_mask[b]`` (``KnowledgeBatch.to_padded``).
 Targets are shifted instead of slicing ``logits[:, :-1]``, whose backward would copy the whole logits
-gradient once more (see first_distill/losses.py).
+gradient once more (see first_distill/losses/).
 
 Batches are right-padded (pad token, attention 0, no loss), so positions are the same as in an unpadded
 forward and no ``position_ids`` are needed.

@@ -27,11 +27,11 @@ import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from first_distill.pipeline import TEACHER, TEACHER_TS
+from first_distill.run_layout import TEACHER, TEACHER_TS, audit_folder
 from first_distill.variants import VARIANTS
 
 CE_BASELINE = "ce"
-# The report's schema; the run's settings file (distill_config.json) keeps pipeline.SCHEMA, so runs resume.
+# The report's schema; the run's settings file (distill_config.json) keeps run_layout.SCHEMA, so runs resume.
 REPORT_SCHEMA = "first.distill/2"
 CLAIM_VERDICTS = ("holds", "holds within noise", "fails within noise", "fails")
 # FIRST (Shum et al., 2024): better calibrated than the CE student and than top-k without temperature, no
@@ -160,12 +160,12 @@ def write_distill_report(audits: Mapping[str, Sequence[Any]], report_dir: Path, 
     Returns the report path and the ``models`` section ({name: {"source", "tasks"}})."""
     from first_eval.compare import ModelAudit, write_comparison
     from first_eval.deltas import DeltaSettings
-    from first_eval.plots import training_curves_svg
+    from first_distill.distill_plots import training_curves_svg
     from first_eval.report import ReportMeta, metrics_document, write_report
 
     model_audits = []
     for name, task_audits in audits.items():
-        folder = Path(output) / "audits" / name
+        folder = audit_folder(output, name)
         meta = ReportMeta(title=f"{title}: {name}", model=name, command=command)
         write_report(list(task_audits), folder, meta)
         questions = {audit.task: audit.questions for audit in task_audits}

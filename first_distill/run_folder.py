@@ -47,7 +47,7 @@ def check_run_folder(output: Path, config_file: str, current: dict[str, Any], re
 
 def config_json(config: Any, schema: str, flatten: str | None = None) -> dict[str, Any]:
     """A run's settings dataclass as the JSON its settings file holds: paths resolved, tuples as lists, a field
-    with ``to_dict()`` as its dict (``flatten``: that field's keys at the top level instead)."""
+    with ``to_dict()`` as its dict, a mapping's paths resolved too (``flatten``: that field's keys at the top level instead)."""
     import dataclasses
 
     document: dict[str, Any] = {"schema": schema}
@@ -62,5 +62,7 @@ def config_json(config: Any, schema: str, flatten: str | None = None) -> dict[st
             value = str(value.expanduser().resolve())
         elif isinstance(value, tuple):
             value = list(value)
+        elif isinstance(value, dict):  # e.g. TrainConfig.stores: {kind: folder}
+            value = {key: str(Path(v).expanduser().resolve()) if isinstance(v, Path) else v for key, v in value.items()}
         document[item.name] = value
     return json.loads(json.dumps(document))

@@ -37,40 +37,40 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from first_distill.collator import DistillationCollator, ExampleDataset
 from first_distill.store.manifest import write_json_atomically
 from first_distill.model_folders import gguf_source, load_text_config, load_trainable_model
 from first_distill.trainer import STAGING_DIR, TrainerSettings, make_trainer, save_final_model
-from first_distill.variants import (
-    KNOWLEDGE_FLAGS, ONLINE_TEACHER, SAMPLED, TEMPERED_TOPK, UNTEMPERED_TOPK, Variant, knowledge_needed, parse_variants)
+from first_distill.train_inputs import (
+    check_alignment, check_teacher, full_kd_temperature, knowledge_label, load_training, open_stores, training_max_length)
+from first_distill.variants import ONLINE_TEACHER, STORE_KINDS, Variant, knowledge_needed, parse_variants
 from first_eval.errors import InputError
+from first_eval.setting_checks import number_problem, require, whole_number_problem
 
 CONFIG_FILE = "train_config.json"
 RESULT_FILE = "train_result.json"
 SCHEMA = "first.train/1"
 # Settings that may change between a run and its --resume.
 RESUME_FREE_FIELDS = ("resume", "progress")
-_STORE_FIELDS = {TEMPERED_TOPK: "knowledge", UNTEMPERED_TOPK: "knowledge_untempered", SAMPLED: "knowledge_sampled"}
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """One training run (the ``first distill train`` flags).
+    """One training run: every variant trained from the same student on the same pairs (step 3 of ``first distill``).
 
     Attributes:
         student: the initial student's model folder (or a ``.gguf`` file inside one); every variant starts from it.
         output: the run folder (module docstring).
         variants: names from first_distill.variants.VARIANTS (``first``, ``topk-notemp``, ``topk-tail``, ``rs-kd``,
             ``full-kd``, ``ce``, ``label-smoothing``).
-        knowledge: the tempered top-k store (``first``, ``topk-tail``; its T is ``full-kd``'s default).
-        knowledge_untempered: a top-k store extracted at T = 1 (``topk-notemp``).
-        knowledge_sampled: a ``--selection sample`` store (``rs-kd``).
+        stores: {knowledge kind: store folder} (first_distill.variants): ``tempered-topk`` for ``first`` and
+            ``topk-tail`` (its T is ``full-kd``'s default), ``untempered-topk`` (extracted at T = 1) for
+            ``topk-notemp``, ``sampled`` for ``rs-kd``.
         teacher: the teacher model folder, run online (``full-kd``).
         teacher_temperature: T for ``full-kd``; default: the ``knowledge`` (else ``knowledge_sampled``) store's T.
-        train / train_task / data_dir / include_path / train_limit: the training pairs, exactly as given to
-            ``first distill extract`` (the stores are checked against them).
+        train / train_limit: the training pairs (JSONL), exactly as the stores were extracted from (checked).
         max_length: tokens kept per example; default: what the stores were extracted with, else the student's context.
         settings: optimisation settings (first_distill.trainer.TrainerSettings).
         resume: continue an interrupted run in ``output`` from its last checkpoints (same settings required).
@@ -79,19 +79,43 @@ class TrainConfig:
     student: Path
     output: Path
     variants: tuple[str, ...] = ("first",)
-    knowledge: Path | None = None
-    knowledge_untempered: Path | None = None
-    knowledge_sampled: Path | None = None
+    stores: Mapping[str, Path] = field(default_factory=dict)
     teacher: Path | None = None
     teacher_temperature: float | None = None
     train: Path | None = None
-    train_task: str | None = None
-    data_dir: Path | None = None
-    include_path: Path | None = None
     train_limit: int | None = None
     max_length: int | None = None
     settings: TrainerSettings = field(default_factory=TrainerSettings)
     resume: bool = False
+
+    def __post_init__(self) -> None:
+        require(*self.problems())
+
+    def problems(self) -> list[str]:
+        """Every invalid setting, one message each: the variants, the training pairs, the knowledge each variant
+        needs (a store per kind, or the teacher for ``full-kd``)."""
+        from first_distill.training_data import check_max_length
+
+        try:
+            variants = parse_variants(self.variants)
+        except InputError as error:
+            return [str(error)]
+        found = [None if self.train is not None else "give the training pairs (train: a JSONL file)",
+                 whole_number_problem(self.train_limit, "--limit", optional=True),
+                 number_problem(self.teacher_temperature, "--teacher-temperature", 0, low_open=True, optional=True)]
+        try:
+            check_max_length(self.max_length)
+        except InputError as error:
+            found.append(str(error))
+        unknown = sorted(set(self.stores) - set(STORE_KINDS))
+        if unknown:
+            found.append(f"stores: unknown knowledge kind(s) {', '.join(map(repr, unknown))}; known: "
+                         f"{', '.join(STORE_KINDS)}")
+        for kind in knowledge_needed(variants):
+            if (self.teacher if kind == ONLINE_TEACHER else self.stores.get(kind)) is None:
+                users = ", ".join(v.name for v in variants if v.knowledge == kind)
+                found.append(f"variant {users} needs {knowledge_label(kind)}")
+        return [problem for problem in found if problem]
 
     def to_dict(self) -> dict[str, Any]:
         """Flat JSON-able settings (paths resolved; ``settings`` fields at the top level). A GGUF student adds
@@ -166,136 +190,7 @@ class TrainResult:
                 "students": [student.to_dict() for student in self.students]}
 
 
-# ------------------------------------------------------------------------------------------ checks
-
-
-def _check_config(config: TrainConfig, variants: tuple[Variant, ...]) -> None:
-    """All problems at once, as one InputError line."""
-    from first_distill.training_data import check_max_length
-
-    problems = list(config.settings.problems())
-    if (config.train is None) == (config.train_task is None):
-        problems.append("give the training pairs with exactly one of --train FILE.jsonl or --train-task NAME")
-    if config.train_limit is not None and (isinstance(config.train_limit, bool) or not isinstance(config.train_limit, int)
-                                           or config.train_limit < 1):
-        problems.append(f"--limit {config.train_limit!r}: must be a whole number >= 1")
-    try:
-        check_max_length(config.max_length)
-    except InputError as error:
-        problems.append(str(error))
-    if config.teacher_temperature is not None and not (
-            isinstance(config.teacher_temperature, (int, float)) and config.teacher_temperature > 0):
-        problems.append(f"--teacher-temperature {config.teacher_temperature!r}: must be a number > 0")
-    for kind in knowledge_needed(variants):
-        path = config.teacher if kind == ONLINE_TEACHER else getattr(config, _STORE_FIELDS[kind])
-        if path is None:
-            users = ", ".join(v.name for v in variants if v.knowledge == kind)
-            problems.append(f"variant {users} needs {KNOWLEDGE_FLAGS[kind]} ({kind.replace('-', ' ')} knowledge)")
-    if problems:
-        raise InputError("; ".join(problems))
-
-
-def _open_stores(config: TrainConfig, variants: tuple[Variant, ...], vocab_size: int, tokenizer_sha256: str) -> dict:
-    """{kind: KnowledgeStore} for the stores the variants need, each checked against the student and its kind."""
-    from first_distill.store import KnowledgeStore
-
-    stores = {}
-    for kind in knowledge_needed(variants):
-        if kind == ONLINE_TEACHER:
-            continue
-        flag = KNOWLEDGE_FLAGS[kind]
-        path = Path(getattr(config, _STORE_FIELDS[kind])).expanduser()
-        try:
-            store = KnowledgeStore.open(path, expect_vocab_size=vocab_size, expect_tokenizer_sha256=tokenizer_sha256)
-        except InputError as error:
-            raise InputError(f"{flag} {path}: {error}") from None
-        wanted_selection = "sample" if kind == SAMPLED else "topk"
-        if store.selection != wanted_selection:
-            raise InputError(f"{flag} {path}: a {store.selection!r} store, but {kind.replace('-', ' ')} knowledge needs "
-                             f"one extracted with --selection {wanted_selection}")
-        if kind == UNTEMPERED_TOPK and store.temperature != 1.0:
-            raise InputError(f"{flag} {path}: extracted at T = {store.temperature:g}; topk-notemp needs an untempered "
-                             "store (extract with --teacher-temperature none)")
-        stores[kind] = store
-    return stores
-
-
-def _recorded_max_length(store: Any) -> int | None:
-    value = (store.manifest.identity.extra.get("tokenization") or {}).get("max_length")
-    return int(value) if value is not None else None
-
-
-def _max_length(config: TrainConfig, stores: dict, student_location: Any) -> int:
-    """The explicit --max-length, else the one all stores were extracted with, else the student's context."""
-    recorded = {kind: length for kind, store in stores.items() if (length := _recorded_max_length(store)) is not None}
-    if len(set(recorded.values())) > 1:
-        detail = ", ".join(f"{KNOWLEDGE_FLAGS[kind]} {length}" for kind, length in recorded.items())
-        raise InputError(f"the knowledge stores were extracted with different --max-length values ({detail})")
-    if config.max_length is not None:
-        for kind, length in recorded.items():
-            if length != config.max_length:
-                raise InputError(f"--max-length {config.max_length} differs from the {length} that {KNOWLEDGE_FLAGS[kind]} "
-                                 "was extracted with; leave --max-length out to use the store's")
-        return config.max_length
-    if recorded:
-        return next(iter(recorded.values()))
-    return int(getattr(load_text_config(student_location, "--student"), "max_position_embeddings", None) or 2048)
-
-
-def _check_alignment(stores: dict, examples: list, training: Any, max_length: int) -> None:
-    """Every store holds one sequence per example with one row per completion token (InputError otherwise)."""
-    for kind, store in stores.items():
-        flag = f"{KNOWLEDGE_FLAGS[kind]} {store.folder}"
-        recorded = store.manifest.identity.extra.get("training_data") or {}
-        ours = training.to_dict()
-        if recorded.get("sha256") and ours.get("sha256") and recorded["sha256"] != ours["sha256"]:
-            raise InputError(f"{flag}: extracted from training file {recorded.get('path')} (sha256 "
-                             f"{recorded['sha256'][:12]}…), not from {ours.get('path')}; pass the same --train")
-        if store.n_sequences != len(examples):
-            raise InputError(f"{flag}: holds {store.n_sequences} sequences but the training data has {len(examples)} "
-                             "examples; extract the store from the same --train/--train-task and --limit")
-        for index, example in enumerate(examples):
-            stored = store.sequence_length(index)
-            if stored != example.n_completion:
-                raise InputError(f"{flag}: sequence {index} holds {stored} positions but example {index} has "
-                                 f"{example.n_completion} completion tokens (max_length {max_length}); the store was "
-                                 "extracted from other training data or another --max-length")
-
-
-def _check_teacher(config: TrainConfig, vocab_size: int, tokenizer_sha256: str) -> Any:
-    """The online teacher of ``full-kd``, checked to share the student's tokenizer."""
-    from first_distill.model_folders import check_same_tokenizer, locate_model, tokenizer_identity
-
-    location = locate_model(config.teacher, "--teacher")
-    check_same_tokenizer(tokenizer_identity(location, "--teacher"), (vocab_size, tokenizer_sha256),
-                         f"--teacher {config.teacher}, --student {config.student}")
-    return location
-
-
-def _full_kd_temperature(config: TrainConfig, stores: dict) -> float:
-    if config.teacher_temperature is not None:
-        return float(config.teacher_temperature)
-    for kind in (TEMPERED_TOPK, SAMPLED):
-        if kind in stores:
-            return float(stores[kind].temperature)
-        path = getattr(config, _STORE_FIELDS[kind])
-        if path is not None:  # given but needed by no other variant (full-kd alone): only its T is read
-            from first_distill.store import KnowledgeStore
-
-            try:
-                return float(KnowledgeStore.open(Path(path).expanduser()).temperature)
-            except InputError as error:
-                raise InputError(f"{KNOWLEDGE_FLAGS[kind]} {path}: {error}") from None
-    raise InputError("full-kd needs the teacher temperature: pass --teacher-temperature T, or --knowledge STORE "
-                     "to use the T it was extracted with")
-
-
-def _load_training(config: TrainConfig) -> Any:
-    from first_distill.training_data import read_training_jsonl, task_training_set
-
-    if config.train is not None:
-        return read_training_jsonl(config.train).first(config.train_limit)
-    return task_training_set(config.train_task, config.data_dir, config.include_path, config.train_limit)
+# ---------------------------------------------------------------------------------------------- run
 
 
 def _prepare_output(config: TrainConfig, output: Path, state: Any) -> None:
@@ -312,9 +207,6 @@ def _prepare_output(config: TrainConfig, output: Path, state: Any) -> None:
     state.wait_for_everyone()
 
 
-# ---------------------------------------------------------------------------------------------- run
-
-
 def train_student(config: TrainConfig) -> TrainResult:
     """Train one student per variant (module docstring); ``InputError`` for any problem with the inputs."""
     from first_distill.store import tokenizer_fingerprint
@@ -322,20 +214,19 @@ def train_student(config: TrainConfig) -> TrainResult:
     from first_distill.training_data import check_completion_tokens, tokenize_examples
 
     variants = parse_variants(config.variants)
-    _check_config(config, variants)
     student = locate_model(config.student, "--student")
     tokenizer = load_tokenizer(student, "--student")
     vocab_size = int(load_text_config(student, "--student").vocab_size)
     tokenizer_sha256 = tokenizer_fingerprint(tokenizer)
-    stores = _open_stores(config, variants, vocab_size, tokenizer_sha256)
+    stores = open_stores(config, variants, vocab_size, tokenizer_sha256)
     online = any(v.knowledge == ONLINE_TEACHER for v in variants)
-    teacher = _check_teacher(config, vocab_size, tokenizer_sha256) if online else None
-    temperature = _full_kd_temperature(config, stores) if online else None
-    max_length = _max_length(config, stores, student)
-    training = _load_training(config)
+    teacher = check_teacher(config, vocab_size, tokenizer_sha256) if online else None
+    temperature = full_kd_temperature(config, stores) if online else None
+    max_length = training_max_length(config, stores, student)
+    training = load_training(config)
     examples = tokenize_examples(training.examples, tokenizer, max_length)
     check_completion_tokens(training, examples)
-    _check_alignment(stores, examples, training, max_length)
+    check_alignment(stores, examples, training, max_length)
     dataset = ExampleDataset(examples)
 
     output = Path(config.output).expanduser()

@@ -2,7 +2,7 @@
 
 ``DistillationTrainer.compute_loss`` runs the student (and, for ``full-kd``, the teacher under no_grad) on a
 collated batch (first_distill/collator.py) and returns ``variant.compute_loss(...)``: a pure loss from
-first_distill/losses.py, the mean over the batch's loss positions. Everything else — the optimiser, the
+first_distill/losses/, the mean over the batch's loss positions. Everything else — the optimiser, the
 schedule, gradient accumulation, mixed precision, gradient checkpointing, DDP / FSDP / DeepSpeed under
 ``accelerate launch`` or ``torchrun``, resuming — is the stock Trainer's. With gradient accumulation the
 Trainer divides each micro-batch mean by the number of micro-batches (``loss_is_scaled_for_ga = False``).
@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 from first_distill.store.manifest import fsync_folder, write_json_atomically
 from first_distill.variants import ONLINE_TEACHER, Variant
 from first_eval.errors import InputError
+from first_eval.setting_checks import choice_problem, number_problem, require, whole_number_problem
 
 if TYPE_CHECKING:
     from transformers import TrainingArguments
@@ -80,36 +81,21 @@ class TrainerSettings:
     progress: bool = True
     pad_to_multiple_of: int | None = None
 
+    def __post_init__(self) -> None:
+        require(*self.problems())
+
     def problems(self) -> list[str]:
         """Every invalid setting, one message each (empty when all are fine)."""
-        found = []
-
-        def whole(name: str, low: int, optional: bool = False) -> None:
-            value = getattr(self, name)
-            if optional and value is None:
-                return
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                found.append(f"{name} {value!r}: must be a whole number >= {low}")
-
-        for name in ("batch_size", "gradient_accumulation_steps", "save_steps"):
-            whole(name, 1)
-        for name in ("max_steps", "save_total_limit", "pad_to_multiple_of"):
-            whole(name, 1, optional=True)
-        whole("seed", 0)
-        for name in ("epochs", "learning_rate"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                found.append(f"{name} {value!r}: must be a number > 0")
-        for name in ("weight_decay", "max_grad_norm"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-                found.append(f"{name} {value!r}: must be a number >= 0")
-        if isinstance(self.warmup_ratio, bool) or not isinstance(self.warmup_ratio, (int, float)) \
-                or not 0 <= self.warmup_ratio < 1:
-            found.append(f"warmup_ratio {self.warmup_ratio!r}: must be in [0, 1)")
-        if self.lr_scheduler not in LR_SCHEDULERS:
-            found.append(f"lr_scheduler {self.lr_scheduler!r}: must be one of {', '.join(LR_SCHEDULERS)}")
-        return found
+        found = [whole_number_problem(getattr(self, name), name) for name in
+                 ("batch_size", "gradient_accumulation_steps", "save_steps")]
+        found += [whole_number_problem(getattr(self, name), name, optional=True) for name in
+                  ("max_steps", "save_total_limit", "pad_to_multiple_of")]
+        found.append(whole_number_problem(self.seed, "seed", low=0))
+        found += [number_problem(getattr(self, name), name, 0, low_open=True) for name in ("epochs", "learning_rate")]
+        found += [number_problem(getattr(self, name), name, 0) for name in ("weight_decay", "max_grad_norm")]
+        found.append(number_problem(self.warmup_ratio, "warmup_ratio", 0, 1, high_open=True))
+        found.append(choice_problem(self.lr_scheduler, "lr_scheduler", LR_SCHEDULERS))
+        return [problem for problem in found if problem]
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -167,14 +153,37 @@ def _trainer_classes():
     """(DistillationTrainer, TrainingLogCallback, LossProgressCallback), built once on first use (transformers is
     imported lazily: importing this module stays cheap)."""
     import torch
-    from transformers import ProgressCallback, Trainer, TrainerCallback
+    from transformers import Trainer, TrainerCallback
 
-    class LossProgressCallback(ProgressCallback):
-        """The Trainer's progress bar, showing the latest loss on the bar instead of printing a line per step."""
+    class LossProgressCallback(TrainerCallback):
+        """The training bar (first_eval.progress, the one bar of every `first` step): steps done of max_steps,
+        tokens/s, the latest loss; main process only."""
+
+        def __init__(self):
+            self._bar = None
+            self._handle = None
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                from first_eval.progress import progress_bar
+
+                self._bar = progress_bar(state.max_steps, "training", unit="steps")
+                self._handle = self._bar.__enter__()
+                if state.global_step:
+                    self._handle.advance(state.global_step, note="resumed")
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self._handle is not None:
+                self._handle.advance(1)
 
         def on_log(self, args, state, control, logs=None, **kwargs):
-            if state.is_world_process_zero and self.training_bar is not None and logs and "loss" in logs:
-                self.training_bar.set_postfix(loss=f"{float(logs['loss']):.4g}", refresh=False)
+            if self._handle is not None and logs and "loss" in logs:
+                self._handle.advance(0, note=f"loss {float(logs['loss']):.4g}")
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if self._bar is not None:
+                self._bar.__exit__(None, None, None)
+                self._bar = self._handle = None
 
     class TrainingLogCallback(TrainerCallback):
         """Writes the loss log to ``path`` (main process) at each checkpoint and at the end:
@@ -341,6 +350,6 @@ def make_trainer(*, model: Any, args: "TrainingArguments", dataset: Any, collato
     # loss instead, and without a bar nothing is printed (the curve is in training_log.json).
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
-    if not args.disable_tqdm:
-        trainer.add_callback(progress_class)
+    if not args.disable_tqdm:  # TrainerSettings.progress
+        trainer.add_callback(progress_class())
     return trainer

@@ -1,4 +1,4 @@
-"""The training variants ``first distill train`` can run: name -> loss, and the teacher knowledge it needs.
+"""The training variants ``first distill --variants`` can run: name -> loss function, and the teacher knowledge it needs.
 
 Every variant trains the same initial student on the same examples in the same order with the same schedule;
 only the loss (and its targets) differ, so their students can be compared one for one.
@@ -21,8 +21,9 @@ ACL 2025; label smoothing — Szegedy et al., CVPR 2016; KD — Hinton et al., 2
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
+from first_distill import losses
 from first_eval.errors import InputError, did_you_mean
 
 if TYPE_CHECKING:
@@ -41,21 +42,49 @@ STORE_EXTRACTION = {TEMPERED_TOPK: {"selection": "topk"},
                     UNTEMPERED_TOPK: {"selection": "topk", "teacher_temperature": "none"},
                     SAMPLED: {"selection": "sample"}}
 
-# The flag (and TrainConfig field) that supplies each kind of knowledge.
-KNOWLEDGE_FLAGS = {TEMPERED_TOPK: "--knowledge", UNTEMPERED_TOPK: "--knowledge-untempered",
-                   SAMPLED: "--knowledge-sampled", ONLINE_TEACHER: "--teacher"}
+# A variant's loss: ``loss_fn(student_logits (B, T, V), batch, *, teacher_logits, teacher_temperature,
+# label_smoothing_epsilon) -> scalar``. Each adapter below hands its first_distill.losses function the batch
+# entries (see ``first_distill.collator``) and options it needs and ignores the others.
+LossFn = Callable[..., "torch.Tensor"]
+
+
+def _topk_kl(student_logits, batch, **_):
+    return losses.topk_kl(student_logits, batch["topk_ids"], batch["topk_probs"], batch["loss_mask"])
+
+
+def _topk_tail_kl(student_logits, batch, **_):
+    return losses.topk_tail_kl(student_logits, batch["topk_ids"], batch["topk_probs"], batch["loss_mask"])
+
+
+def _sampled_kl(student_logits, batch, **_):  # the collator puts sampled ids and weights under the top-k keys
+    return losses.sampled_kl(student_logits, batch["topk_ids"], batch["topk_probs"], batch["loss_mask"])
+
+
+def _full_kl(student_logits, batch, *, teacher_logits, teacher_temperature, **_):
+    return losses.full_kl(student_logits, teacher_logits, batch["loss_mask"], temperature=teacher_temperature)
+
+
+def _cross_entropy(student_logits, batch, **_):
+    return losses.cross_entropy(student_logits, batch["labels"], batch["loss_mask"])
+
+
+def _label_smoothing(student_logits, batch, *, label_smoothing_epsilon, **_):
+    return losses.label_smoothing(student_logits, batch["labels"], batch["loss_mask"], epsilon=label_smoothing_epsilon)
 
 
 @dataclass(frozen=True)
 class Variant:
-    """One way to train a student: ``loss`` (a function of first_distill.losses) on ``knowledge`` (or the gold tokens).
+    """One way to train a student: ``loss_fn`` (a first_distill.losses function) on ``knowledge`` (or the gold tokens).
 
+    ``loss_name``: the name of that first_distill.losses function (for people and tests).
+    ``loss_fn``: its adapter to a collated batch (``LossFn``).
     ``knowledge``: one of ``KNOWLEDGE_KINDS``, or None for the supervised baselines.
     ``label_smoothing_epsilon``: epsilon of ``label_smoothing`` (other losses ignore it).
     """
 
     name: str
-    loss: str
+    loss_name: str
+    loss_fn: LossFn
     knowledge: str | None
     summary: str
     label_smoothing_epsilon: float = 0.0
@@ -73,34 +102,27 @@ class Variant:
         where masked), batch["topk_ids"] / batch["topk_probs"] (B, T, k) for store variants (sampled ids and
         weights for ``rs-kd``); teacher_logits (B, T, V) for ``full-kd``, tempered by ``teacher_temperature``.
         """
-        from first_distill import losses
-
-        mask = batch["loss_mask"]
-        if self.loss in ("topk_kl", "topk_tail_kl", "sampled_kl"):
-            return getattr(losses, self.loss)(student_logits, batch["topk_ids"], batch["topk_probs"], mask)
-        if self.loss == "full_kl":
-            if teacher_logits is None:
-                raise ValueError(f"variant {self.name!r} needs teacher_logits (an online teacher)")
-            return losses.full_kl(student_logits, teacher_logits, mask, temperature=teacher_temperature)
-        if self.loss == "cross_entropy":
-            return losses.cross_entropy(student_logits, batch["labels"], mask)
-        return losses.label_smoothing(student_logits, batch["labels"], mask, epsilon=self.label_smoothing_epsilon)
+        if self.knowledge == ONLINE_TEACHER and teacher_logits is None:
+            raise ValueError(f"variant {self.name!r} needs teacher_logits (an online teacher)")
+        return self.loss_fn(student_logits, batch, teacher_logits=teacher_logits, teacher_temperature=teacher_temperature,
+                            label_smoothing_epsilon=self.label_smoothing_epsilon)
 
 
 VARIANTS: dict[str, Variant] = {variant.name: variant for variant in (
-    Variant("first", "topk_kl", TEMPERED_TOPK,
+    Variant("first", "topk_kl", _topk_kl, TEMPERED_TOPK,
             "FIRST: forward KL over the calibrated (tempered) teacher's renormalised top-k tokens"),
-    Variant("topk-notemp", "topk_kl", UNTEMPERED_TOPK,
+    Variant("topk-notemp", "topk_kl", _topk_kl, UNTEMPERED_TOPK,
             "ablation: the same top-k KL on the untempered teacher (T = 1)"),
-    Variant("topk-tail", "topk_tail_kl", TEMPERED_TOPK,
+    Variant("topk-tail", "topk_tail_kl", _topk_tail_kl, TEMPERED_TOPK,
             "top-k KL plus a tail bucket holding the tempered teacher's remaining mass"),
-    Variant("rs-kd", "sampled_kl", SAMPLED,
+    Variant("rs-kd", "sampled_kl", _sampled_kl, SAMPLED,
             "random-sampling KD: cross-entropy on tokens sampled from the tempered teacher"),
-    Variant("full-kd", "full_kl", ONLINE_TEACHER,
+    Variant("full-kd", "full_kl", _full_kl, ONLINE_TEACHER,
             "forward KL over the full vocabulary, teacher run online at the teacher temperature"),
-    Variant("ce", "cross_entropy", None, "supervised fine-tuning on the gold completion"),
-    Variant("label-smoothing", "label_smoothing", None,
-            "cross-entropy on the gold completion smoothed towards uniform (epsilon 0.1)", label_smoothing_epsilon=0.1),
+    Variant("ce", "cross_entropy", _cross_entropy, None, "supervised fine-tuning on the gold completion"),
+    Variant("label-smoothing", "label_smoothing", _label_smoothing, None,
+            "cross-entropy on the gold completion smoothed towards uniform (epsilon 0.1)",
+            label_smoothing_epsilon=0.1),
 )}
 
 

@@ -73,6 +73,20 @@ def check_unique_tasks(task_samples: list) -> None:
         seen[samples.task] = samples.source
 
 
+@app.callback()
+def global_options(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show every library's own progress bars, info logs and warnings (lm-eval, transformers, datasets); by default only first's bars and warnings show."),
+) -> None:
+    """Reliability-first toolkit for LLMs: audit calibration, distil calibrated students."""
+    import os
+
+    from first_eval.progress import VERBOSE_ENV, quiet_third_party
+
+    if verbose:
+        os.environ[VERBOSE_ENV] = "1"
+    quiet_third_party()
+
+
 @app.command("report")
 def report_command(
     paths: Optional[List[Path]] = typer.Argument(None, help="More samples files (so `--samples a.jsonl b.jsonl` works).", show_default=False),

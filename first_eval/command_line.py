@@ -38,20 +38,16 @@ def audit_config_from_flags(bins: int, score: str, calibrators: str, folds: int,
 
 def audit_and_write(task_samples: list, config, output: Path, title: str, model: Optional[str], gate=None) -> list[Path]:
     """Audit every task (with a progress bar), then write the report files atomically (``gate``: a ``ReportGate``)."""
-    from rich.progress import Progress
-
     from first_eval.audit import audit_task
+    from first_eval.progress import progress_bar
     from first_eval.report import ReportMeta, write_report
 
     audits = []
-    console = stderr_console()
-    # Not a terminal (a pipe, a CI log): no bar, so an error raised mid-audit stays the only line on stderr.
-    with Progress(transient=True, console=console, disable=not console.is_terminal) as progress:
-        job = progress.add_task("auditing", total=len(task_samples))
+    with progress_bar(len(task_samples), "auditing", unit="tasks") as bar:
         for samples in task_samples:
-            progress.update(job, description=f"auditing {samples.task}")
+            bar.describe(f"auditing {samples.task}")
             audits.append(audit_task(samples, config))
-            progress.advance(job)
+            bar.advance(1)
     meta = ReportMeta(title=title, model=model, command="first " + shlex.join(sys.argv[1:]))
     return write_report(audits, output, meta, gate)
 

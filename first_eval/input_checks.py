@@ -1,7 +1,7 @@
 """Checks of what a user hands a command, run before any model loads or any file is written.
 
 Each check raises ``InputError`` with one line that names the flag and quotes the bad value; none of them imports
-torch or loads weights. Shared by ``first report`` (live runs), ``first compare`` and the ``first distill``
+lm-eval or loads weights (lm-eval's model-type check is the bridge's ``check_model_type``). Shared by ``first report`` (live runs), ``first compare`` and the ``first distill``
 commands, so a broken model folder or an unwritable output is refused the same way everywhere.
 
 - ``check_output_folder``: the folder can be created (or is an existing folder) and written, proven by creating
@@ -11,7 +11,6 @@ commands, so a broken model folder or an unwritable output is refused the same w
   ``config.json`` whose ``model_type`` transformers knows, no custom code unless ``trust_remote_code`` was given,
   weight files whose size matches their safetensors header (a truncated download is refused), a GGUF file with
   the GGUF magic.
-- ``check_model_type``: an lm-eval model type (``hf``, ``vllm``, ...), with "did you mean".
 - ``check_device``: ``cpu``, ``cuda``, ``cuda:N`` with N below the GPU count, ``mps`` where available.
 """
 
@@ -24,7 +23,7 @@ import struct
 import tempfile
 from pathlib import Path
 
-from first_eval.errors import InputError, did_you_mean
+from first_eval.errors import InputError
 
 # Paths no command may write into: kernel file systems refuse or, worse, accept odd writes.
 _FORBIDDEN_ROOTS = (Path("/proc"), Path("/sys"), Path("/dev"))
@@ -49,19 +48,6 @@ def check_output_folder(path: str | Path, flag: str = "--output") -> Path:
     except OSError as error:
         raise InputError(f"{flag} {path}: cannot write in {ancestor} ({error.strerror or error})") from None
     return path
-
-
-def check_model_type(model: str) -> None:
-    """``model`` is a model type lm-eval knows (``--model``)."""
-    from lm_eval.api.registry import model_registry
-
-    try:
-        import lm_eval.models  # noqa: F401  (registers the built-in types; lazy, ~0.3 s)
-    except Exception:  # a broken optional backend must not hide the registry
-        pass
-    known = sorted(model_registry.keys())
-    if model not in known:
-        raise InputError("--model: " + did_you_mean(model, known, what="lm-eval model type"))
 
 
 def check_model_folder(folder: str | Path, gguf_file: str | None = None, trust_remote_code: bool = False,

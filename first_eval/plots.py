@@ -27,9 +27,9 @@ class ReliabilityCurve:
     accuracy: np.ndarray  # (M,) nan where empty
 
 
-_COLOURS = ("#c0392b", "#2471a3", "#1e8449", "#7d3c98", "#b9770e", "#566573")
+COLOURS = ("#c0392b", "#2471a3", "#1e8449", "#7d3c98", "#b9770e", "#566573")
 # One colour and marker per model on the comparison figures (the tab10 palette, then darker tints).
-MODEL_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+MODELCOLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
                  "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173")
 MODEL_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
 _SVG_RC = {"svg.fonttype": "none", "svg.hashsalt": "first"}
@@ -40,7 +40,7 @@ _LONE_CHILD = re.compile(r"<g>(<(?:path|use)[^>]*/>|<text[^>]*>[^<]*</text>)</g>
 
 def model_style(index: int) -> dict:
     """Colour and marker of the ``index``-th model, the same on every comparison figure."""
-    return {"color": MODEL_COLOURS[index % len(MODEL_COLOURS)], "marker": MODEL_MARKERS[index % len(MODEL_MARKERS)]}
+    return {"color": MODELCOLOURS[index % len(MODELCOLOURS)], "marker": MODEL_MARKERS[index % len(MODEL_MARKERS)]}
 
 
 def plain_label(text: str) -> str:
@@ -50,7 +50,7 @@ def plain_label(text: str) -> str:
     return " " + text if text.startswith("_") else text
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -59,10 +59,10 @@ def _pyplot():
     return plt
 
 
-def _to_svg(figure) -> str:
+def to_svg(figure) -> str:
     import matplotlib
 
-    plt = _pyplot()
+    plt = pyplot()
     buffer = io.StringIO()
     with matplotlib.rc_context(_SVG_RC):
         figure.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
@@ -112,7 +112,7 @@ def reliability_diagram_svg(curves: Sequence[ReliabilityCurve], width_in: float 
     i.e. accuracy below confidence); further curves (e.g. after temperature scaling) are overlaid
     as lines with markers. A lower panel shows how many questions fall in each bin, per curve.
     """
-    plt = _pyplot()
+    plt = pyplot()
     figure, (top, bottom) = plt.subplots(
         2, 1, figsize=(width_in, height_in), sharex=True, gridspec_kw={"height_ratios": [3, 1], "hspace": 0.08}
     )
@@ -134,7 +134,7 @@ def reliability_diagram_svg(curves: Sequence[ReliabilityCurve], width_in: float 
         mask = curve.counts > 0
         top.plot(
             curve.mean_confidence[mask], curve.accuracy[mask], marker="o", markersize=3.5, linewidth=1.4,
-            color=_COLOURS[index % len(_COLOURS)], label=plain_label(curve.label),
+            color=COLOURS[index % len(COLOURS)], label=plain_label(curve.label),
         )
     top.set_xlim(0, 1)
     top.set_ylim(0, 1)
@@ -147,20 +147,20 @@ def reliability_diagram_svg(curves: Sequence[ReliabilityCurve], width_in: float 
         offset = (index - (n_curves - 1) / 2) * widths / max(n_curves, 1)
         bottom.bar(
             centers + offset, curve.counts, width=widths * 0.9 / n_curves,
-            color="#aab7c4" if index == 0 else _COLOURS[index % len(_COLOURS)], alpha=0.9,
+            color="#aab7c4" if index == 0 else COLOURS[index % len(COLOURS)], alpha=0.9,
         )
     bottom.set_yscale("symlog", linthresh=1)
     bottom.set_ylabel("questions")
     bottom.set_xlabel("confidence (probability of the chosen answer)")
     bottom.grid(alpha=0.25)
-    return _to_svg(figure)
+    return to_svg(figure)
 
 
 def overlaid_reliability_svg(curves: Sequence[ReliabilityCurve], styles: Sequence[dict] | None = None,
                              width_in: float = 4.6, height_in: float = 4.8) -> str:
     """Every model's reliability curve on one pair of axes: per-bin accuracy against mean confidence (filled bins
     only) over the diagonal, and below it each model's questions per bin (log scale), in the model's colour."""
-    plt = _pyplot()
+    plt = pyplot()
     styles = list(styles) if styles is not None else [model_style(i) for i in range(len(curves))]
     figure, (top, bottom) = plt.subplots(
         2, 1, figsize=(width_in, height_in), sharex=True, gridspec_kw={"height_ratios": [3, 1.1], "hspace": 0.08}
@@ -182,7 +182,7 @@ def overlaid_reliability_svg(curves: Sequence[ReliabilityCurve], styles: Sequenc
     bottom.set_ylabel("questions")
     bottom.set_xlabel("confidence (probability of the chosen answer)")
     bottom.grid(alpha=0.25)
-    return _to_svg(figure)
+    return to_svg(figure)
 
 
 @dataclass(frozen=True)
@@ -202,7 +202,7 @@ def headline_svg(points: dict[str, Sequence[ModelPoint]], models: Sequence[str],
 
     Better models sit low and to the right. The baseline is drawn with a black edge.
     """
-    plt = _pyplot()
+    plt = pyplot()
     tasks = list(points)
     columns = columns or (2 if len(tasks) <= 4 else 3)
     columns = max(1, min(columns, len(tasks)))
@@ -238,7 +238,7 @@ def headline_svg(points: dict[str, Sequence[ModelPoint]], models: Sequence[str],
     figure.legend(handles=handles, loc="lower center", ncol=per_row, fontsize=8, frameon=False,
                   bbox_to_anchor=(0.5, 0.0), columnspacing=1.0, handletextpad=0.3)
     figure.tight_layout(rect=(0, legend_in / height_in, 1, 1), h_pad=0.6, w_pad=0.4)
-    return _to_svg(figure)
+    return to_svg(figure)
 
 
 def _error_bar(value: float, interval: tuple[float | None, float | None]):
@@ -247,20 +247,3 @@ def _error_bar(value: float, interval: tuple[float | None, float | None]):
     if low is None or high is None:
         return None
     return np.array([[max(value - low, 0.0)], [max(high - value, 0.0)]])
-
-
-def training_curves_svg(series: dict[str, Sequence[tuple[float, float]]], ylabel: str = "loss", xlabel: str = "step",
-                        width_in: float = 5.5, height_in: float = 3.2) -> str:
-    """Line plot of named (x, y) series, e.g. training loss per variant."""
-    plt = _pyplot()
-    figure, axis = plt.subplots(figsize=(width_in, height_in))
-    for index, (name, points) in enumerate(series.items()):
-        if not points:
-            continue
-        xs, ys = zip(*points)
-        axis.plot(xs, ys, label=name, color=_COLOURS[index % len(_COLOURS)], linewidth=1.3)
-    axis.set_xlabel(xlabel)
-    axis.set_ylabel(ylabel)
-    axis.grid(alpha=0.25)
-    axis.legend(fontsize=7, frameon=False)
-    return _to_svg(figure)

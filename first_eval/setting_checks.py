@@ -32,6 +32,8 @@ def number_problem(value: Any, flag: str, low: float = -math.inf, high: float = 
         ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
     if ok:
         return None
+    if high == math.inf and low > -math.inf:
+        return f"{flag} {value!r}: must be a number {'>' if low_open else '>='} {low:g}"
     left = "(" if low_open else "["
     right = ")" if high_open else "]"
     return f"{flag} {value!r}: must be a number in {left}{low:g}, {high:g}{right}"

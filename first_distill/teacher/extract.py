@@ -5,17 +5,10 @@ example, the token at p is predicted by the logits at p - 1; the stored distribu
 
     q_T(v | x_<p) = softmax(z_{p-1} / T)_v,      z = teacher logits (fp32 on CPU, bf16 on a GPU, softmax in fp32)
 
-reduced to k entries: ``topk`` keeps the k most likely tokens and their exact probabilities (the tail mass
-1 - sum is implicit); ``sample`` (random-sampling KD, Anshumann et al., ACL 2025) draws S tokens with
-replacement from q_T and stores the distinct ids with weights count / S. The temperature is applied before
-the selection, so stored probabilities and tail mass are those of q_T itself.
-
-Batching: examples are taken in windows of ``WINDOW_BATCHES * batch_size`` consecutive indices; inside a
-window they are sorted by length (longest first) and left-padded, so the completions of a batch end in the
-same columns and only the last ``max n_completion`` logit rows are computed (``logits_to_keep``). Results are
-written in the original order. Windows are aligned to absolute indices, so a resumed run (``resume_from``)
-recomputes the window it stopped in with the same batches and writes byte-identical shards; sampling uses one
-generator per example, seeded by (seed, index).
+reduced to k entries. One module per step: T, resolved once (teacher_temperature.py) and passed down unchanged;
+aligned windows of length-sorted batches (windows.py: a resumed run recomputes its window with the same batches
+and writes byte-identical shards); the teacher's completion logits (forward.py); top-k or sampled tokens per
+position (selection.py); the store, written in the original order (``first_distill.store``).
 
 Resume granularity: a shard is closed at ``shard_positions`` positions, or, the first time one has been open
 ``shard_seconds`` (checked after each window), there; its size then becomes the limit for the rest of the run
@@ -37,33 +30,37 @@ the same number of processes, each rank from its own last complete shard.
 
 from __future__ import annotations
 
-import inspect
 import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from first_distill.store.fingerprint import canonical_json_sha256, file_sha256, tokenizer_fingerprint
 from first_distill.model_folders import (
     ModelLocation, check_same_tokenizer, load_teacher, load_text_config, load_tokenizer, locate_model, tokenizer_identity)
+from first_distill.store.fingerprint import canonical_json_sha256, file_sha256, tokenizer_fingerprint
 from first_distill.store.manifest import MANIFEST_NAME, Manifest, write_json_atomically
-from first_distill.teacher.ranks import (
-    finish_store, process_device, process_state, settle_plan, split_ranges, warn_if_idle, write_plan)
 from first_distill.store.shard import shard_prefix
-from first_distill.teacher.teacher_temperature import (
-    TeacherTemperature, TemperatureFitConfig, parse_temperature_option, resolve_teacher_temperature)
 from first_distill.store.writer import DEFAULT_SHARD_POSITIONS, KnowledgeStoreWriter
+from first_distill.teacher import windows
+from first_distill.teacher.forward import collate_teacher_batch, completion_logits
+from first_eval.progress import progress_bar
+from first_distill.teacher.ranks import finish_store, process_device, process_state, settle_plan, warn_if_idle, write_plan
+from first_distill.teacher.selection import SELECTIONS, select_knowledge
+from first_distill.teacher.teacher_temperature import (
+    TEMPERATURE_LEVELS, TeacherTemperature, TemperatureFitConfig, parse_temperature_option,
+    resolve_teacher_temperature)
+from first_distill.teacher.windows import plan_windows, rank_ranges
 from first_distill.training_data import (
     TokenizedExample, check_completion_tokens, check_max_length, read_training_jsonl, task_training_set,
     tokenize_examples)
 from first_eval.errors import InputError
+from first_eval.setting_checks import choice_problem, number_problem, require, whole_number_problem
 
-SELECTIONS = ("topk", "sample")
-WINDOW_BATCHES = 32
 TEMPERATURE_FILE = "teacher_temperature.json"  # beside the shards: lets a resumed `auto` run skip the lm-eval audit
+MAX_SAMPLES_PER_POSITION = 65535  # the store's 16-bit sample counts
 
 
 @dataclass(frozen=True)
@@ -120,6 +117,45 @@ class ExtractConfig:
     shard_seconds: float | None = 60.0
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        """Every problem with the settings at once, as one ``InputError`` line (``require``)."""
+        samples = self.samples_per_position
+        samples_problem = None
+        if self.selection == "sample":
+            samples_problem = (whole_number_problem(samples, "--samples-per-position") if samples is not None
+                               else "--selection sample needs --samples-per-position N (draws per position)")
+            if samples_problem is None and samples > MAX_SAMPLES_PER_POSITION:
+                samples_problem = f"--samples-per-position {samples}: must be <= {MAX_SAMPLES_PER_POSITION}"
+        elif samples is not None:
+            samples_problem = "--samples-per-position is only for --selection sample"
+        require(
+            None if (self.train is None) != (self.train_task is None) else
+            "give the training pairs with exactly one of --train FILE.jsonl or --train-task NAME",
+            # the helper decides; the wording stays the flag's own (the CLI tests quote it)
+            choice_problem(self.selection, "--selection", SELECTIONS)
+            and f"--selection {self.selection!r}: must be one of {', '.join(SELECTIONS)}",
+            whole_number_problem(self.top_k, "--top-k"),
+            whole_number_problem(self.batch_size, "--batch-size"),
+            whole_number_problem(self.train_limit, "--limit", optional=True),
+            whole_number_problem(self.calibration_limit, "--calibration-limit", optional=True),
+            whole_number_problem(self.shard_positions, "shard_positions"),
+            number_problem(self.shard_seconds, "shard_seconds", 0, low_open=True, optional=True)
+            and f"shard_seconds {self.shard_seconds!r}: must be a number > 0 (or None: shards by size only)",
+            _raised(check_max_length, self.max_length),
+            samples_problem,
+            choice_problem(self.prob_bits, "--prob-bits", (8, 16)),
+            choice_problem(self.temperature_level, "--temperature-level", TEMPERATURE_LEVELS),
+            _raised(parse_temperature_option, self.teacher_temperature))
+
+
+def _raised(check: Any, value: Any) -> str | None:
+    """The ``InputError`` line a raising check gives (or None), so it joins the other problems."""
+    try:
+        check(value)
+    except InputError as error:
+        return str(error)
+    return None
+
 
 @dataclass(frozen=True)
 class ExtractResult:
@@ -161,144 +197,6 @@ def teacher_config_sha256(location: ModelLocation, model_config: Any) -> str:
     return canonical_json_sha256(json.loads(json.dumps(settings, default=str)))
 
 
-# ------------------------------------------------------------------------------------- pure tensor steps
-
-
-@dataclass(frozen=True)
-class TeacherBatch:
-    """Left-padded teacher inputs of B sequences; their completions end in the last column.
-
-    input_ids, attention_mask, position_ids (B, P - 1): the sequences without their last token.
-    keep (B, m) bool: which of the last m logit rows are completion predictions (row b: its last n_b).
-    indices (B,): the sequences' indices in the training set.
-    """
-
-    input_ids: Any
-    attention_mask: Any
-    position_ids: Any
-    keep: Any
-    n_completion: np.ndarray
-    indices: np.ndarray
-
-
-def collate_teacher_batch(examples: Sequence[TokenizedExample], indices: Sequence[int], pad_id: int,
-                          device: Any = "cpu") -> TeacherBatch:
-    """Left-pad ``examples[indices]`` (each with >= 1 completion token) into a ``TeacherBatch``."""
-    import torch
-
-    chosen = [examples[i] for i in indices]
-    width = max(len(e.input_ids) for e in chosen) - 1
-    input_ids = torch.full((len(chosen), width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(chosen), width), dtype=torch.long)
-    for row, example in enumerate(chosen):
-        tokens = torch.from_numpy(example.input_ids[:-1])
-        input_ids[row, width - len(tokens):] = tokens
-        attention_mask[row, width - len(tokens):] = 1
-    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-    n_completion = np.asarray([e.n_completion for e in chosen], dtype=np.int64)
-    m = int(n_completion.max())
-    keep = torch.arange(m)[None, :] >= torch.from_numpy(m - n_completion)[:, None]  # (B, m)
-    return TeacherBatch(input_ids.to(device), attention_mask.to(device), position_ids.to(device), keep.to(device),
-                        n_completion, np.asarray(indices, dtype=np.int64))
-
-
-def completion_logits(model: Any, batch: TeacherBatch) -> Any:
-    """(B, m, V) teacher logits of the last m positions; row b's last n_b rows (``batch.keep``) predict its
-    completion tokens in order. A view of the model output: no (N, V) gather is copied."""
-    m = batch.keep.shape[1]
-    kwargs = {"logits_to_keep": m} if _accepts_logits_to_keep(model) else {}
-    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                   position_ids=batch.position_ids, use_cache=False, **kwargs).logits  # (B, m or P - 1, V)
-    return logits[:, -m:]
-
-
-def _accepts_logits_to_keep(model: Any) -> bool:
-    cached = getattr(model, "_first_accepts_logits_to_keep", None)
-    if cached is None:
-        cached = "logits_to_keep" in inspect.signature(model.forward).parameters
-        model._first_accepts_logits_to_keep = cached
-    return cached
-
-
-def tempered_topk(logits: Any, temperature: float, k: int, overwrite: bool = False) -> tuple[Any, Any]:
-    """Top-k of ``q_T = softmax(logits / T)`` over the vocabulary (last dim): ids (..., k) int64, probs (..., k)
-    fp32, descending. ``overwrite``: fp32 ``logits`` may be used as scratch space (saves a copy of them).
-
-    The top-k ids of q_T are those of the logits (T > 0 keeps the order); with ``z_1`` the largest logit,
-    ``p_j = exp((z_j - z_1) / T) / sum_v exp((z_v - z_1) / T)``: exact, one pass over the vocabulary after top-k.
-    """
-    import torch
-
-    top_logits, top_ids = logits.topk(k, dim=-1)  # (..., k), sorted descending
-    top_logits = top_logits.float()
-    largest = top_logits[..., :1]  # (..., 1)
-    if logits.dtype == torch.float32:
-        scratch = logits if overwrite else logits.clone()
-    else:
-        scratch = logits.float()  # bf16 on a GPU: the fp32 copy is the scratch space
-    normaliser = scratch.sub_(largest).mul_(1.0 / temperature).exp_().sum(dim=-1, keepdim=True)  # (..., 1)
-    return top_ids, ((top_logits - largest) * (1.0 / temperature)).exp() / normaliser
-
-
-def tempered_sample(logits: Any, temperature: float, samples: int, generator: Any) -> tuple[Any, Any, Any]:
-    """S draws with replacement from ``q_T`` per row: distinct ids (N, S) (ascending, padded with id 0), weights
-    count / S (N, S) (0 on padding), and the teacher mass q_T of the distinct ids (N,)."""
-    import torch
-
-    probs = torch.softmax(logits.float() / temperature, dim=-1)  # (N, V)
-    draws = torch.multinomial(probs, samples, replacement=True, generator=generator).sort(dim=-1).values  # (N, S)
-    new = torch.ones_like(draws, dtype=torch.bool)
-    new[:, 1:] = draws[:, 1:] != draws[:, :-1]
-    slot = new.long().cumsum(-1) - 1  # (N, S): which distinct id each draw belongs to
-    ids = torch.zeros_like(draws).scatter_(1, slot, draws)
-    counts = torch.zeros_like(draws).scatter_add_(1, slot, torch.ones_like(draws))
-    present = counts > 0
-    covered = (probs.gather(1, ids) * present).sum(-1)
-    return ids, counts.float() / samples, covered
-
-
-def sequence_seed(seed: int, index: int) -> int:
-    """A per-example seed independent of batching (splitmix-style mix of seed and index)."""
-    mixed = (seed * 0x9E3779B97F4A7C15 + index * 0xBF58476D1CE4E5B9 + 0x94D049BB133111EB) % (1 << 64)
-    return mixed >> 1
-
-
-@dataclass(frozen=True)
-class Window:
-    """Examples ``first..stop-1`` and their teacher batches (index arrays, longest first; examples without
-    completion tokens are in no batch: they store nothing)."""
-
-    first: int
-    stop: int
-    batches: tuple[np.ndarray, ...]
-
-
-def plan_windows(lengths: np.ndarray, n_completion: np.ndarray, start: int, batch_size: int,
-                 span: tuple[int, int] | None = None) -> list[Window]:
-    """The windows from the one holding ``start`` on (windows are aligned to multiples of their size), clipped to
-    ``span`` = (first, stop) (one rank's sequences; default: all)."""
-    first_index, stop = span if span is not None else (0, len(lengths))
-    size = WINDOW_BATCHES * batch_size
-    windows = []
-    for aligned in range(start - start % size, stop, size):
-        first = max(aligned, first_index)
-        indices = np.arange(first, min(aligned + size, stop))
-        indices = indices[n_completion[indices] > 0]
-        ordered = indices[np.lexsort((indices, -lengths[indices]))]
-        windows.append(Window(first, min(aligned + size, stop),
-                              tuple(ordered[i:i + batch_size] for i in range(0, len(ordered), batch_size))))
-    return windows
-
-
-def rank_ranges(lengths: np.ndarray, n_completion: np.ndarray, batch_size: int,
-                world_size: int) -> tuple[tuple[int, int], ...]:
-    """Each rank's block of consecutive sequences: whole windows (so its batches are a one-process run's), of
-    about equal teacher cost (tokens through the teacher, padding included: rows x width per batch)."""
-    windows = plan_windows(lengths, n_completion, 0, batch_size)
-    costs = [sum(len(batch) * int(lengths[batch].max()) for batch in window.batches) for window in windows]
-    return split_ranges([(window.first, window.stop) for window in windows], costs, world_size)
-
-
 # ---------------------------------------------------------------------------------------------- the run
 
 
@@ -310,7 +208,6 @@ def extract_knowledge(config: ExtractConfig) -> ExtractResult:
     """
     import torch
 
-    _check_config(config)
     output = Path(config.output).expanduser()
     if output.exists() and not output.is_dir():
         raise InputError(f"--output {output}: is a file, not a folder")
@@ -365,7 +262,7 @@ def extract_knowledge(config: ExtractConfig) -> ExtractResult:
         writer = open_writer(temperature)  # refuses other settings before T is recorded over the old one
         write_json_atomically(output / TEMPERATURE_FILE, {"request": _temperature_request(config), **temperature.to_dict()})
         write_plan(output, plan)
-        warn_if_idle(plan, WINDOW_BATCHES * config.batch_size)
+        warn_if_idle(plan, windows.WINDOW_BATCHES * config.batch_size)
     state.wait_for_everyone()
     if not main:
         temperature = TeacherTemperature.from_dict(json.loads((output / TEMPERATURE_FILE).read_text(encoding="utf-8")))
@@ -400,39 +297,6 @@ def _warn_if_below_resolution(manifest: Manifest) -> None:
         warnings.warn(f"the tempered teacher is flat (T = {identity.temperature:.3g}: mean top-1 probability "
                       f"{top1:.2g}, 8-bit step {step:.2g}), so many stored probabilities round to 0; "
                       "extract with --prob-bits 16", stacklevel=3)
-
-
-def _check_config(config: ExtractConfig) -> None:
-    def whole(value: Any, flag: str, low: int = 1) -> None:
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
-            raise InputError(f"{flag} {value!r}: must be a whole number >= {low}")
-
-    if (config.train is None) == (config.train_task is None):
-        raise InputError("give the training pairs with exactly one of --train FILE.jsonl or --train-task NAME")
-    if config.selection not in SELECTIONS:
-        raise InputError(f"--selection {config.selection!r}: must be one of {', '.join(SELECTIONS)}")
-    whole(config.top_k, "--top-k")
-    whole(config.batch_size, "--batch-size")
-    whole(config.train_limit, "--limit")
-    whole(config.calibration_limit, "--calibration-limit")
-    whole(config.shard_positions, "shard_positions")
-    if config.shard_seconds is not None and (isinstance(config.shard_seconds, bool) or not isinstance(
-            config.shard_seconds, (int, float)) or not 0 < config.shard_seconds < float("inf")):
-        raise InputError(f"shard_seconds {config.shard_seconds!r}: must be a number > 0 (or None: shards by size only)")
-    check_max_length(config.max_length)
-    if config.selection == "sample":
-        if config.samples_per_position is None:
-            raise InputError("--selection sample needs --samples-per-position N (draws per position)")
-        whole(config.samples_per_position, "--samples-per-position")
-        if config.samples_per_position > 65535:
-            raise InputError(f"--samples-per-position {config.samples_per_position}: must be <= 65535")
-    elif config.samples_per_position is not None:
-        raise InputError("--samples-per-position is only for --selection sample")
-    if config.prob_bits not in (8, 16):
-        raise InputError(f"--prob-bits {config.prob_bits!r}: must be 8 or 16")
-    if config.temperature_level not in ("choice", "token"):
-        raise InputError(f"--temperature-level {config.temperature_level!r}: must be choice or token")
-    parse_temperature_option(config.teacher_temperature)
 
 
 def _temperature_request(config: ExtractConfig) -> dict[str, Any]:
@@ -480,20 +344,22 @@ def run_teacher_passes(model: Any, examples: list[TokenizedExample], writer: Kno
     empty = (np.zeros((0, k), np.int64), np.zeros((0, k), np.float32))
     written, covered_sum = 0, 0.0
     show = config.progress if progress is None else progress
-    with _Progress(show, int(n_completion[start:span[1]].sum())) as advance, torch.inference_mode():
+    with progress_bar(int(n_completion[start:span[1]].sum()), "extracting", unit="positions", enabled=show) as bar, \
+            torch.inference_mode():
         started = time.perf_counter()
         for window in plan_windows(lengths, n_completion, start, config.batch_size, span):
             results: dict[int, tuple[np.ndarray, np.ndarray]] = {}
             for indices in window.batches:
                 batch = collate_teacher_batch(examples, indices, pad_id, device)
-                ids, probs, covered = _select(completion_logits(model, batch), batch, temperature, k, config)
+                ids, probs, covered = select_knowledge(completion_logits(model, batch), batch, temperature, k,
+                                                       config.selection, config.samples_per_position, config.seed)
                 new_rows = np.repeat(batch.indices, batch.n_completion) >= start  # rows not already on disk
                 if covered is not None:
                     covered_sum += float(covered[new_rows].sum())
                 bounds = np.concatenate([[0], np.cumsum(batch.n_completion)])
                 for row, index in enumerate(batch.indices):
                     results[int(index)] = (ids[bounds[row]:bounds[row + 1]], probs[bounds[row]:bounds[row + 1]])
-                advance(int(new_rows.sum()))
+                bar.advance(int(new_rows.sum()))
             for index in range(max(start, window.first), window.stop):
                 ids, probs = results.get(index, empty)
                 writer.add(index, ids, probs)
@@ -503,53 +369,3 @@ def run_teacher_passes(model: Any, examples: list[TokenizedExample], writer: Kno
             torch.cuda.synchronize()
         seconds = time.perf_counter() - started
     return written, (covered_sum / written if covered_sum and written else None), seconds
-
-
-def _select(logits: Any, batch: TeacherBatch, temperature: float, k: int,
-            config: ExtractConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """(B, m, V) logits -> stored ids (N, k), probabilities or weights (N, k), and (sample) the covered mass (N,)."""
-    import torch
-
-    if config.selection == "topk":
-        ids, probs = tempered_topk(logits, temperature, k, overwrite=True)  # (B, m, k) each
-        return ids[batch.keep].cpu().numpy(), probs[batch.keep].cpu().numpy(), None
-    parts, m = [], logits.shape[1]
-    for row, index in enumerate(batch.indices):  # one generator per example: draws do not depend on batching
-        generator = torch.Generator(device=logits.device).manual_seed(sequence_seed(config.seed, int(index)))
-        parts.append(tempered_sample(logits[row, m - batch.n_completion[row]:], temperature,
-                                     config.samples_per_position, generator))
-    ids, weights, covered = (torch.cat(column) for column in zip(*parts))
-    # at most min(S, V) distinct ids: the slots past k are always padding
-    return ids[:, :k].cpu().numpy(), weights[:, :k].cpu().numpy(), covered.cpu().numpy()
-
-
-class _Progress:
-    """A rich progress bar over positions on stderr (or nothing); ``with`` yields ``advance(n)``."""
-
-    def __init__(self, enabled: bool, total: int):
-        self.enabled, self.total, self.bar = enabled, total, None
-
-    def __enter__(self):
-        if not self.enabled:
-            return lambda n: None
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.bar = Progress(TextColumn("extracting"), BarColumn(), MofNCompleteColumn(), TextColumn("positions"),
-                            TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
-                            console=Console(stderr=True), transient=True)
-        self.bar.__enter__()
-        job = self.bar.add_task("extract", total=self.total, rate="")
-        started = time.perf_counter()
-        done = [0]
-
-        def advance(n: int) -> None:
-            done[0] += n
-            rate = done[0] / max(time.perf_counter() - started, 1e-9)
-            self.bar.update(job, advance=n, rate=f"{rate:,.0f}/s")
-
-        return advance
-
-    def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(*exc)

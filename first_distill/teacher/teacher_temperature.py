@@ -253,9 +253,8 @@ def fit_teacher_temperature(config: TemperatureFitConfig) -> TeacherTemperature:
     ``config.task`` may name several tasks separated by commas (a teacher fine-tuned on several tasks): their
     validation questions are pooled into one fit, so one T serves the whole store.
     """
-    from first_distill.training_data import write_task_variant
-    from first_eval.lm_eval_bridge.live import LiveRunConfig, run_lm_eval
-    from first_eval.lm_eval_bridge.task_lookup import find_task_definitions, require_multiple_choice
+    from first_eval.lm_eval_bridge import (
+        LiveRunConfig, find_task_definitions, require_multiple_choice, run_lm_eval, write_task_variant)
     from first_eval.scores import concatenate_choice_scores
 
     include_paths = [Path(config.include_path)] if config.include_path is not None else []

@@ -11,9 +11,13 @@ next-token probabilities of the gold answer tokens calibrated,
 
 over the N gold completion tokens of the validation questions (z_i: the teacher's logits predicting gold
 token y_i). With beta = 1 / T the objective is convex (a log-partition function minus a linear term); its
-derivative ``mean_i(E_{softmax(beta z_i)}[z_i] - z_i[y_i])`` increases with beta, so bisection on log beta
-finds the unique minimum. ECE here is the top-1 *token* ECE (confidence of the argmax token against
-whether it is the gold token), before and after, the latter cross-fitted over questions.
+derivative ``mean_i(E_{softmax(beta z_i)}[z_i] - z_i[y_i])`` increases with beta, so its root on log beta is
+the unique minimum. This is the choice-level fit of ``first_eval.calibrators.temperature`` with the vocabulary
+as the choices; only the derivative differs (full-vocabulary rows, chunked in torch), and the root is found by
+the same solver (``solve_nll_slope``: brentq, the at-bound check). ECE here is the top-1 *token* ECE
+(confidence of the argmax token against whether it is the gold token), before and after, the latter
+cross-fitted over questions, in folds drawn by ``first_eval``'s ``assign_folds`` (a question counts as right
+when every one of its answer tokens is the teacher's top token at T = 1).
 """
 
 from __future__ import annotations
@@ -72,20 +76,13 @@ def _nll_slope(logits: Any, gold: Any, beta: float) -> float:
     return total / len(gold)
 
 
-def fit_token_temperature_value(logits: Any, gold: Any, iterations: int = 60) -> tuple[float, str | None]:
-    """The NLL-optimal T in [T_MIN, T_MAX] (bisection on log beta); second value: ``"low"``/``"high"`` at a bound."""
-    lo, hi = math.log(1.0 / T_MAX), math.log(1.0 / T_MIN)  # log beta
-    if _nll_slope(logits, gold, math.exp(lo)) >= 0:
-        return T_MAX, "high"
-    if _nll_slope(logits, gold, math.exp(hi)) <= 0:
-        return T_MIN, "low"
-    for _ in range(iterations):
-        mid = 0.5 * (lo + hi)
-        if _nll_slope(logits, gold, math.exp(mid)) < 0:
-            lo = mid
-        else:
-            hi = mid
-    return 1.0 / math.exp(0.5 * (lo + hi)), None
+def fit_token_temperature_value(logits: Any, gold: Any) -> tuple[float, str | None]:
+    """The NLL-optimal T in [T_MIN, T_MAX] (first_eval's ``solve_nll_slope`` on log beta); second value:
+    ``"low"``/``"high"`` at a bound."""
+    from first_eval.calibrators import solve_nll_slope
+
+    temperature, at_bound = solve_nll_slope(lambda log_beta: _nll_slope(logits, gold, math.exp(log_beta)), T_MIN, T_MAX)
+    return temperature, {"min": "low", "max": "high"}.get(at_bound)
 
 
 def _top1(logits: Any, gold: Any, temperature: float) -> tuple[np.ndarray, np.ndarray]:
@@ -115,14 +112,21 @@ def fit_token_temperature(logits: Any, gold: Any, question_of_row: np.ndarray, n
     """
     import torch
 
+    from first_eval.calibrators import assign_folds
+    from first_eval.metrics import ece
+
     n = len(gold)
     if n < 2:
         raise InputError(f"--temperature-level token: {n} gold answer token(s) to fit on; need at least 2")
     temperature, at_bound = fit_token_temperature_value(logits, gold)
-    questions = np.unique(question_of_row)
+    confidences_before, correct_before = _top1(logits, gold, 1.0)
+    questions, question_index = np.unique(question_of_row, return_inverse=True)
     folds = min(n_folds, len(questions))
-    fold_of_question = np.random.default_rng(seed).permutation(len(questions)) % folds
-    fold_of_row = fold_of_question[np.searchsorted(questions, question_of_row)]
+    # a question is right when its teacher reproduces every answer token greedily (top-1 at T = 1)
+    question_right = np.bincount(question_index, weights=~correct_before.astype(bool), minlength=len(questions)) == 0
+    fold_of_question = (assign_folds(question_right, folds, seed)[0] if folds >= 2 else
+                        np.zeros(len(questions), dtype=np.int64))
+    fold_of_row = fold_of_question[question_index]
     fold_temperatures, confidences, correct = [], [], []
     for fold in range(folds):
         held = torch.from_numpy(np.flatnonzero(fold_of_row == fold))
@@ -132,12 +136,10 @@ def fit_token_temperature(logits: Any, gold: Any, question_of_row: np.ndarray, n
         fold_confidences, fold_correct = _top1(logits[held], gold[held], fold_t)
         confidences.append(fold_confidences)
         correct.append(fold_correct)
-    from first_eval.metrics import ece
-
     ece_after = float(ece(np.concatenate(confidences), np.concatenate(correct), n_bins=n_bins))
     return TokenTemperatureFit(
         temperature=temperature, nll_before=token_nll(logits, gold, 1.0), nll_after=token_nll(logits, gold, temperature),
-        ece_before=top1_token_ece(logits, gold, 1.0, n_bins), ece_after=ece_after, n_positions=int(n),
+        ece_before=float(ece(confidences_before, correct_before, n_bins=n_bins)), ece_after=ece_after, n_positions=int(n),
         n_questions=int(len(questions)), at_bound=at_bound, fold_temperatures=[float(t) for t in fold_temperatures])
 
 
@@ -149,7 +151,7 @@ def gold_token_logits(model: Any, examples: Sequence[Any], batch_size: int, devi
     """
     import torch
 
-    from first_distill.teacher.extract import collate_teacher_batch, completion_logits
+    from first_distill.teacher.forward import collate_teacher_batch, completion_logits
 
     usable = [i for i, e in enumerate(examples) if e.n_completion > 0]
     total = sum(examples[i].n_completion for i in usable)

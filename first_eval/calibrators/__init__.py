@@ -14,7 +14,8 @@ from first_eval.calibrators.crossfit import CrossFitResult, assign_folds, cross_
 from first_eval.calibrators.isotonic import IsotonicCalibration
 from first_eval.calibrators.platt import PlattScaling
 from first_eval.calibrators.registry import CALIBRATORS, calibrator_from_dict
-from first_eval.calibrators.temperature import TemperatureAtBoundWarning, TemperatureScaling, nll_optimal_temperature
+from first_eval.calibrators.temperature import (
+    TemperatureAtBoundWarning, TemperatureScaling, nll_optimal_temperature, solve_nll_slope)
 from first_eval.calibrators.top_label import CONFIDENCE_EPS, top_label_confidences, top_label_logits, top_label_probs
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "calibrator_from_dict",
     "cross_fit",
     "nll_optimal_temperature",
+    "solve_nll_slope",
     "top_label_confidences",
     "top_label_logits",
     "top_label_probs",

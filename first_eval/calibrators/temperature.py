@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -148,8 +148,6 @@ def nll_optimal_temperature(
         ``(temperature, at_bound)`` with ``at_bound`` ``None`` (interior optimum), ``"min"`` or ``"max"``.
         When every question's choices are tied the NLL does not depend on T; T = 1 is returned.
     """
-    from scipy.optimize import brentq
-
     offsets = scores.offsets
     counts = scores.n_choices
     # Centre each question on its max after scaling by 2**-k (module docstring): centred in [-2, 0], finite.
@@ -176,7 +174,19 @@ def nll_optimal_temperature(
         return float(np.sum((expected - gold_centred) / n))
 
     # T' = T * 2**-k for the scaled scores, so log beta' = log(2**k) - log T.
-    shift = scale_exponent * math.log(2.0)
+    return solve_nll_slope(nll_slope, min_temperature, max_temperature, scale_exponent * math.log(2.0))
+
+
+def solve_nll_slope(nll_slope: Callable[[float], float], min_temperature: float, max_temperature: float,
+                    shift: float = 0.0) -> tuple[float, str | None]:
+    """The T in ``[min_temperature, max_temperature]`` where an increasing NLL derivative crosses 0 (module docstring).
+
+    ``nll_slope(log_beta)``: g at ``beta = exp(shift) / T`` (``shift``: log of the factor the scores were scaled
+    down by). Any convex NLL in beta fits, e.g. a token-level one over a whole vocabulary. Returns
+    ``(temperature, at_bound)``, ``at_bound`` ``"min"``/``"max"`` when g has one sign over the whole range.
+    """
+    from scipy.optimize import brentq
+
     log_beta_low, log_beta_high = shift - math.log(max_temperature), shift - math.log(min_temperature)
     if nll_slope(log_beta_low) >= 0.0:  # NLL increasing in beta everywhere: optimum at the largest T
         return max_temperature, "max"

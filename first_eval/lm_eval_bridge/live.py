@@ -25,8 +25,7 @@ from typing import Any, Sequence
 from first_eval.errors import InputError
 from first_eval.lm_eval_bridge.lettered import LetteredTasks, prepare_lettered_tasks
 from first_eval.lm_eval_bridge.local_tasks import eval_split_of, plan_local_tasks, write_local_tasks
-from first_eval.lm_eval_bridge.run_checks import (  # noqa: F401  (check_model, parse_model_args: public here too)
-    announce_task_code, check_model, check_run_options, parse_model_args)
+from first_eval.lm_eval_bridge.run_checks import announce_task_code, check_run_options, parse_model_args
 from first_eval.lm_eval_bridge.offline import offline_hf, quiet_lm_eval_logging
 from first_eval.lm_eval_bridge.samples import TaskSamples, task_samples_from_records
 from first_eval.lm_eval_bridge.task_lookup import (

@@ -67,17 +67,23 @@ def offline_hf(hf_home: Path) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def quiet_lm_eval_logging(verbose: bool) -> Iterator[None]:
-    """Raise lm-eval's loggers to WARNING for the block; ``verbose`` shows its INFO lines instead (lm-eval's format).
+    """Raise lm-eval's loggers to WARNING for the block; ``verbose`` (or ``first --verbose``) shows its INFO lines
+    and its own bars instead (lm-eval's format).
 
-    lm-eval's tqdm progress bars are not logging and stay either way; the datasets library's bars for
-    reading the task files are hidden.
+    Quiet, lm-eval's request loop shows as first's one progress bar (first_eval.progress) instead of its tqdm bar,
+    its per-document "building contexts" bar is dropped, and the datasets library's bars for reading the task
+    files are hidden.
     """
-    if verbose:
+    from first_eval.progress import verbose as verbose_env
+
+    if verbose or verbose_env():
         from lm_eval.utils import setup_logging
 
         setup_logging(logging.INFO)
         yield
         return
+    import lm_eval.api.task as lm_eval_task
+    import lm_eval.models.huggingface as lm_eval_hf
     from datasets.utils import logging as datasets_logging
 
     loggers = [logging.getLogger(name) for name in NOISY_LOGGERS]
@@ -87,10 +93,53 @@ def quiet_lm_eval_logging(verbose: bool) -> Iterator[None]:
     # "Generating train split: 100 examples" bars of local JSON files: noise, not progress on long work
     bars_were_on = datasets_logging.is_progress_bar_enabled()
     datasets_logging.disable_progress_bar()
+    saved_bars = (lm_eval_task.tqdm, lm_eval_hf.tqdm)
+    lm_eval_task.tqdm = lm_eval_hf.tqdm = FirstBar
     try:
         yield
     finally:
+        lm_eval_task.tqdm, lm_eval_hf.tqdm = saved_bars
         for logger, level in zip(loggers, levels):
             logger.setLevel(level)
         if bars_were_on:
             datasets_logging.enable_progress_bar()
+
+
+class FirstBar:
+    """What lm-eval's code asks tqdm for, served by first's progress bar: a bar with a ``total`` (the request
+    loops: ``update``, ``close``) shows as ``lm-eval: <desc>``; a wrapped iterable (building contexts) passes
+    through silently."""
+
+    def __init__(self, iterable=None, total=None, disable=False, desc=None, **_ignored):
+        self.iterable = iterable
+        self._bar = self._handle = None
+        if iterable is None and total and not disable:
+            from first_eval.progress import progress_bar
+
+            description = f"lm-eval: {(desc or 'requests').lower()}"
+            self._bar = progress_bar(total, description, unit="requests")
+            self._handle = self._bar.__enter__()
+
+    def __iter__(self):
+        return iter(self.iterable)
+
+    def update(self, n=1):
+        if self._handle is not None:
+            self._handle.advance(n)
+
+    def set_postfix(self, *args, **kwargs):
+        pass
+
+    def set_description(self, *args, **kwargs):
+        pass
+
+    def close(self):
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+            self._bar = self._handle = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

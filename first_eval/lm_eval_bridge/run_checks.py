@@ -1,8 +1,9 @@
 """Checks of a live lm-eval run's options, made before lm-eval builds a task or loads a model.
 
 ``check_run_options`` checks every setting of a ``LiveRunConfig`` that needs no lm-eval task (limits, batch size,
-seed, folders, format, model type and folder, device, chat template); ``announce_task_code`` names, on stderr, the
-Python modules that an ``--include-path`` task's ``!function`` makes lm-eval import.
+seed, folders, format, model type and folder, device, chat template); ``check_model_type`` looks ``--model`` up in
+lm-eval's model registry; ``announce_task_code`` names, on stderr, the Python modules that an ``--include-path``
+task's ``!function`` makes lm-eval import.
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from first_eval.errors import InputError
-from first_eval.input_checks import check_device, check_model_folder, check_model_type
+from first_eval.errors import InputError, did_you_mean
+from first_eval.input_checks import check_device, check_model_folder
 from first_eval.lm_eval_bridge.lettered import check_format
 from first_eval.lm_eval_bridge.offline import user_hf_home
 from first_eval.lm_eval_bridge.task_lookup import TaskDefinition
@@ -46,6 +47,21 @@ def check_run_options(config: Any) -> None:
         check_chat_template(config.model, config.model_args)
     elif config.system_instruction is not None and not config.system_instruction.strip():
         raise InputError("--system-instruction is empty; give the text of the system message or leave the flag out")
+
+
+def check_model_type(model: str) -> None:
+    """``model`` is a model type lm-eval knows (``--model``), else ``InputError`` with "did you mean"."""
+    import importlib
+
+    from lm_eval.api.registry import model_registry
+
+    try:
+        importlib.import_module("lm_eval.models")  # registers the built-in types (lazy, ~0.3 s)
+    except Exception:  # a broken optional backend must not hide the registry
+        pass
+    known = sorted(model_registry.keys())
+    if model not in known:
+        raise InputError("--model: " + did_you_mean(model, known, what="lm-eval model type"))
 
 
 def check_chat_template(model: str, model_args: str) -> None:

@@ -72,6 +72,11 @@ def read_task_yaml(path: Path, _seen: frozenset[Path] = frozenset()) -> dict[str
 
     Included files are merged in order, then the file's own keys win; an included file's
     ``task_list`` is dropped. ``!function x.y`` values are returned as the text ``"!function x.y"``.
+
+    Kept beside lm-eval's ``load_yaml(path, resolve_func=False)`` (equal otherwise, tests/first_eval/test_bridge_api.py)
+    because that one writes ``!function x.y`` as the path ``<folder>/x.y``, losing the tag ``announce_task_code``
+    looks for; it lives in ``lm_eval.tasks``, whose import takes seconds where this lookup needs none; and it
+    reports an include cycle for two includes that share a base file.
     """
     import yaml
 

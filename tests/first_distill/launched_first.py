@@ -16,7 +16,7 @@ import sys
 
 
 def install_stand_ins() -> None:
-    from first_distill.store import extract as extract_module
+    from first_distill.teacher import extract as extract_module
     from first_distill.store import writer as writer_module
 
     rank = int(os.environ.get("RANK", "0"))

@@ -14,7 +14,7 @@ import shutil
 import pytest
 
 from first_distill.training_data import task_training_set
-from first_eval.lm_eval_bridge.live import LiveRunConfig, run_lm_eval
+from first_eval.lm_eval_bridge import LiveRunConfig, run_lm_eval
 from tiny_models import tiny_llama_dir  # noqa: F401  (session fixture)
 
 SYSTEM = "Answer with a letter."

@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 from first_distill.store import KnowledgeStore
-from first_distill.teacher.extract import (
-    ExtractConfig, collate_teacher_batch, extract_knowledge, plan_windows, tempered_sample, tempered_topk)
+from first_distill.teacher.extract import ExtractConfig, extract_knowledge
+from first_distill.teacher.forward import collate_teacher_batch
+from first_distill.teacher.selection import tempered_sample, tempered_topk
+from first_distill.teacher.windows import plan_windows
 from first_distill.training_data import TrainingExample, tokenize_examples
 from tiny_models import tiny_llama_dir  # noqa: F401  (session fixture)
 
@@ -195,14 +197,14 @@ def test_batches_are_sorted_within_aligned_windows(teacher):
     windows = plan_windows(lengths, n_completion, start=0, batch_size=2)
     assert len(windows) == 1 and (windows[0].first, windows[0].stop) == (0, 7)
     assert [b.tolist() for b in windows[0].batches] == [[1, 6], [3, 4], [0, 5]]  # longest first; index 2 has no completion
-    from first_distill.store import extract as extract_module
+    from first_distill.teacher import windows as windows_module
 
-    original = extract_module.WINDOW_BATCHES
-    extract_module.WINDOW_BATCHES = 1
+    original = windows_module.WINDOW_BATCHES
+    windows_module.WINDOW_BATCHES = 1
     try:
         resumed = plan_windows(lengths, n_completion, start=5, batch_size=2)
     finally:
-        extract_module.WINDOW_BATCHES = original
+        windows_module.WINDOW_BATCHES = original
     assert [(w.first, w.stop) for w in resumed] == [(4, 6), (6, 7)]  # starts at the window holding index 5
 
 

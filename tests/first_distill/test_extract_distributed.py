@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from first_distill.store import KnowledgeStore, Manifest, file_sha256
-from first_distill.teacher.extract import (
-    WINDOW_BATCHES, ExtractConfig, extract_knowledge, plan_windows, rank_ranges)
+from first_distill.teacher.extract import ExtractConfig, extract_knowledge
+from first_distill.teacher.windows import WINDOW_BATCHES, plan_windows, rank_ranges
 from first_distill.store.manifest import MANIFEST_NAME
 from first_distill.teacher.ranks import PLAN_FILE, RankPlan, settle_plan, split_ranges, write_plan
 from first_distill.store.shard import shard_prefix

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from first_distill.store import extract as extract_module
+from first_distill.teacher import extract as extract_module
 from first_distill.teacher.extract import ExtractConfig, extract_knowledge
 from first_distill.training_data import TrainingExample, TrainingSet
 from first_eval.errors import InputError

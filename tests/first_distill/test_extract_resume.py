@@ -129,7 +129,7 @@ class TeacherClock:
 
 
 def run_on_clock(patch, clock: TeacherClock) -> None:
-    from first_distill.store import extract as extract_module
+    from first_distill.teacher import extract as extract_module
     from first_distill.store import writer as writer_module
 
     original = extract_module.completion_logits

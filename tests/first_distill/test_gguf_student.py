@@ -168,7 +168,8 @@ def test_init_student_from_a_gguf_saves_a_plain_folder(tiny_gguf, tmp_path):
 
 def test_a_folder_student_records_no_gguf_source(tiny_llama_dir):  # noqa: F811
     assert gguf_source(tiny_llama_dir) is None
-    assert "student_gguf" not in TrainConfig(student=tiny_llama_dir, output=Path("unused")).to_dict()
+    assert "student_gguf" not in TrainConfig(student=tiny_llama_dir, output=Path("unused"), variants=("ce",),
+                                             train=Path("pairs.jsonl")).to_dict()
 
 
 def test_an_unloadable_gguf_is_one_input_error(tmp_path):

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from first_distill.train import TrainConfig, train_student
-from first_distill.trainer import TrainerSettings
+from first_distill.trainer import LR_SCHEDULERS, TrainerSettings
 from first_distill.variants import (
     ONLINE_TEACHER, SAMPLED, TEMPERED_TOPK, UNTEMPERED_TOPK, VARIANTS, get_variant, knowledge_needed, parse_variants)
 from first_eval.errors import InputError
@@ -74,8 +74,9 @@ def config_for(world, output: Path, variants=("first",), resume: bool = False, *
     defaults = dict(max_steps=3, batch_size=4, learning_rate=3e-3, warmup_ratio=0.0, save_steps=1000,
                     progress=False, lr_scheduler="constant")
     defaults.update(settings)
-    return TrainConfig(student=world["student"], output=output, variants=tuple(variants), knowledge=world["tempered"],
-                       knowledge_untempered=world["untempered"], knowledge_sampled=world["sampled"],
+    return TrainConfig(student=world["student"], output=output, variants=tuple(variants),
+                       stores={"tempered-topk": world["tempered"], "untempered-topk": world["untempered"],
+                               "sampled": world["sampled"]},
                        teacher=world["teacher"], train=world["train"], settings=TrainerSettings(**defaults),
                        resume=resume)
 
@@ -91,8 +92,8 @@ def state_dict(folder: Path) -> dict:
 
 def test_registry_declares_loss_and_knowledge():
     assert set(VARIANTS) == {"first", "topk-notemp", "topk-tail", "rs-kd", "full-kd", "ce", "label-smoothing"}
-    assert (VARIANTS["first"].loss, VARIANTS["first"].knowledge) == ("topk_kl", TEMPERED_TOPK)
-    assert (VARIANTS["topk-notemp"].loss, VARIANTS["topk-notemp"].knowledge) == ("topk_kl", UNTEMPERED_TOPK)
+    assert (VARIANTS["first"].loss_name, VARIANTS["first"].knowledge) == ("topk_kl", TEMPERED_TOPK)
+    assert (VARIANTS["topk-notemp"].loss_name, VARIANTS["topk-notemp"].knowledge) == ("topk_kl", UNTEMPERED_TOPK)
     assert VARIANTS["topk-tail"].knowledge == TEMPERED_TOPK and VARIANTS["rs-kd"].knowledge == SAMPLED
     assert VARIANTS["full-kd"].knowledge == ONLINE_TEACHER
     assert VARIANTS["ce"].knowledge is None and VARIANTS["label-smoothing"].label_smoothing_epsilon == 0.1
@@ -157,8 +158,9 @@ def test_settings_map_onto_training_arguments(tmp_path):
     assert args.bf16 is (cuda and torch.cuda.is_bf16_supported())
     assert TrainerSettings(use_cpu=True).training_arguments(tmp_path).use_cpu is True
     assert args.logging_steps == 1 and args.seed == args.data_seed == 5
-    problems = TrainerSettings(batch_size=0, learning_rate=-1, warmup_ratio=1.0, lr_scheduler="cosinus").problems()
-    assert len(problems) == 4 and "batch_size 0" in problems[0]
+    with pytest.raises(InputError) as caught:
+        TrainerSettings(batch_size=0, learning_rate=-1, warmup_ratio=1.0, lr_scheduler="cosinus")
+    assert str(caught.value).count("; ") == 3 and str(caught.value).startswith("batch_size 0")
 
 
 # ------------------------------------------------------------------------------------------ training
@@ -310,23 +312,28 @@ def test_a_student_with_another_tokenizer_is_refused(world, tmp_path):
     config = config_for(world, tmp_path / "run")
     with pytest.raises(InputError, match="tokenizer sha256") as caught:
         train_student(replace(config, student=other))
-    assert "\n" not in str(caught.value) and "--knowledge" in str(caught.value)
+    assert "\n" not in str(caught.value) and "tempered-topk store" in str(caught.value)
     with pytest.raises(InputError, match="tokenizers differ: teacher sha256"):
         train_student(replace(config, student=other, variants=("full-kd",), teacher_temperature=1.0))
     assert not (tmp_path / "run").exists()
 
 
 def test_missing_knowledge_and_bad_settings_are_reported_together(world, tmp_path):
-    config = TrainConfig(student=world["student"], output=tmp_path / "run", variants=("first", "rs-kd", "full-kd"),
-                         train=world["train"], settings=TrainerSettings(batch_size=0))
+    with pytest.raises(InputError) as caught:  # settings are checked once, where they are built
+        TrainerSettings(batch_size=0, warmup_ratio=1.0, lr_scheduler="cosin")
+    assert str(caught.value) == ("batch_size 0: must be a whole number >= 1; warmup_ratio 1.0: must be a number in "
+                                 "[0, 1); lr_scheduler 'cosin': must be " + ", ".join(LR_SCHEDULERS[:-1])
+                                 + " or " + LR_SCHEDULERS[-1])
     with pytest.raises(InputError) as caught:
-        train_student(config)
+        TrainConfig(student=world["student"], output=tmp_path / "run", variants=("first", "rs-kd", "full-kd"),
+                    train=world["train"], train_limit=0, stores={"tempered": world["tempered"]})
     message = str(caught.value)
-    for part in ("batch_size 0", "variant first needs --knowledge", "rs-kd needs --knowledge-sampled",
-                 "full-kd needs --teacher"):
+    for part in ("--limit 0", "stores: unknown knowledge kind(s) 'tempered'", "variant first needs the tempered-topk store",
+                 "rs-kd needs the sampled store", "full-kd needs the teacher"):
         assert part in message
     with pytest.raises(InputError, match="unknown variant 'cee'"):
-        train_student(replace(config_for(world, tmp_path / "run"), variants=("cee",)))
+        replace(config_for(world, tmp_path / "run"), variants=("cee",))
+    assert not (tmp_path / "run").exists()
 
 
 def test_stores_of_other_data_or_the_wrong_kind_are_refused(world, tmp_path):
@@ -337,10 +344,10 @@ def test_stores_of_other_data_or_the_wrong_kind_are_refused(world, tmp_path):
         train_student(replace(config_for(world, tmp_path / "b"), train_limit=5))
     with pytest.raises(InputError, match="topk-notemp needs an untempered store"):
         train_student(replace(config_for(world, tmp_path / "c", variants=("topk-notemp",)),
-                              knowledge_untempered=world["tempered"]))
+                              stores={"untempered-topk": world["tempered"]}))
     with pytest.raises(InputError, match="--selection sample"):
         train_student(replace(config_for(world, tmp_path / "d", variants=("rs-kd",)),
-                              knowledge_sampled=world["tempered"]))
+                              stores={"sampled": world["tempered"]}))
 
 
 def test_an_existing_run_is_not_overwritten(world, tmp_path):

@@ -1,34 +1,19 @@
 """Training examples: JSONL rows, lm-eval task rendering (checked against a live lm-eval run's requests) and
-tokenisation (checked against lm-eval's own HF wrapper ``_encode_pair``)."""
+tokenisation into completion tokens (the bridge's ``encode_pair``, itself checked against lm-eval's HF wrapper in
+tests/first_eval/test_bridge_hf_wrapper.py)."""
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from first_distill.training_data import (
-    TrainingExample,
-    encode_pair,
-    read_training_jsonl,
-    task_training_set,
-    tokenize_example,
-)
+from first_distill.training_data import TrainingExample, read_training_jsonl, task_training_set, tokenize_example, tokenize_examples
 from first_eval.errors import InputError
+from first_eval.lm_eval_bridge import encode_pair
 from tiny_models import tiny_llama_dir  # noqa: F401  (session fixture)
-
-# (context, continuation) pairs exercising lm-eval's whitespace rule and BPE merges across the boundary.
-PAIRS = [
-    ("Question: Which gas do plants take in?\nAnswer:", " carbon dioxide"),
-    ("Question: Is the sky blue? \nAnswer: ", "yes"),
-    ("The sun rises in the", " east"),
-    ("Tabs and spaces\t \t", "end"),
-    ("Unicode: café", " naïve résumé"),
-    ("A", " B"),
-]
 
 
 def write_jsonl(path: Path, rows: list) -> Path:
@@ -77,43 +62,6 @@ def tiny_tokenizer(tiny_llama_dir):  # noqa: F811
     return AutoTokenizer.from_pretrained(str(tiny_llama_dir))
 
 
-def _lm_eval_hflm(model_dir: Path):
-    from lm_eval.models.huggingface import HFLM
-
-    return HFLM(pretrained=str(model_dir), device="cpu", dtype="float32")
-
-
-@pytest.fixture(scope="module")
-def bos_model_dir(tiny_llama_dir, tmp_path_factory):  # noqa: F811
-    """The tiny model with a tokenizer that prepends <bos> (as Llama tokenizers do)."""
-    from tokenizers import processors
-
-    folder = tmp_path_factory.mktemp("bos") / "model"
-    shutil.copytree(tiny_llama_dir, folder)
-    from tokenizers import Tokenizer
-
-    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-    bos_id = tokenizer.token_to_id("<bos>")
-    tokenizer.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", bos_id)])
-    tokenizer.save(str(folder / "tokenizer.json"))
-    return folder
-
-
-@pytest.mark.parametrize("which", ["plain", "bos"])
-def test_encode_pair_equals_lm_eval_hf_wrapper(which, tiny_llama_dir, bos_model_dir):  # noqa: F811
-    lm = _lm_eval_hflm(tiny_llama_dir if which == "plain" else bos_model_dir)
-    if which == "bos":
-        assert lm.tokenizer.encode("x")[0] == lm.tokenizer.bos_token_id  # the fixture really adds BOS
-    for context, continuation in PAIRS + [("<bos>Already has BOS:", " yes")]:
-        assert encode_pair(lm.tokenizer, context, continuation) == tuple(lm._encode_pair(context, continuation)), (context, continuation)
-
-
-def test_empty_prompt_uses_lm_eval_prefix_token(tiny_tokenizer):
-    context_ids, continuation_ids = encode_pair(tiny_tokenizer, "", " hello")
-    assert context_ids == [tiny_tokenizer.bos_token_id]
-    assert continuation_ids == tiny_tokenizer.encode(" hello", add_special_tokens=False)
-
-
 def test_tokenized_example_marks_completion_tokens(tiny_tokenizer):
     example = TrainingExample("Question: Is the sky blue? \nAnswer: ", "yes")
     context_ids, completion_ids = encode_pair(tiny_tokenizer, example.prompt, example.completion)
@@ -123,6 +71,17 @@ def test_tokenized_example_marks_completion_tokens(tiny_tokenizer):
     assert tokenized.completion_start == len(context_ids)
     assert tokenized.input_ids[tokenized.completion_mask].tolist() == completion_ids
     assert tokenized.n_completion == len(completion_ids) and tokenized.truncated_tokens == 0
+
+
+def test_tokenize_examples_equals_one_by_one(tiny_tokenizer):
+    examples = [TrainingExample("Question: Is the sky blue? \nAnswer: ", "yes"), TrainingExample("", " hello"),
+                TrainingExample("The sun rises in the", " east and sets in the west")]
+    for max_length in (None, 4):
+        batch = tokenize_examples(examples, tiny_tokenizer, max_length)
+        for example, tokens in zip(examples, batch, strict=True):
+            alone = tokenize_example(example, tiny_tokenizer, max_length)
+            assert tokens.input_ids.tolist() == alone.input_ids.tolist()
+            assert (tokens.completion_start, tokens.truncated_tokens) == (alone.completion_start, alone.truncated_tokens)
 
 
 def test_left_truncation_keeps_the_completion_and_one_context_token(tiny_tokenizer):
@@ -160,7 +119,7 @@ def live_requests(train_as_eval_dir, tiny_llama_dir, tmp_path_factory):  # noqa:
     """task -> {doc_id: (arguments as [(context, continuation), ...], gold)} from lm-eval's samples files."""
     import torch
 
-    from first_eval.lm_eval_bridge.live import LiveRunConfig, run_lm_eval
+    from first_eval.lm_eval_bridge import LiveRunConfig, run_lm_eval
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -45,7 +45,7 @@ def test_a_row_without_completion_is_refused_at_its_line(tmp_path):
 
 
 @pytest.mark.parametrize("payload, message", [
-    (gzip.compress(b'{"prompt": "a", "completion": " b"}\n'), r":1: not a UTF-8 text file \(invalid start byte at byte 1 "),
+    (gzip.compress(b'{"prompt": "a", "completion": " b"}\n', mtime=0), r":1: not a UTF-8 text file \(invalid start byte at byte 1 "),
     (b'{"prompt": "a", "completion": " b"}\n\x00\x00\x00\x00\n', r":2: not a text file \(it holds NUL bytes\)"),
     (b'{"prompt": "a", "completion": " b"}\n' * 3 + b'{"prompt": "\xff"}\n', r":4: not a UTF-8 text file"),
     (bytes(range(128, 256)), r":1: not a UTF-8 text file \(invalid start byte at byte 0 "),

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from first_eval.errors import InputError
-from first_eval.lm_eval_bridge.live import LiveRunConfig, check_model, run_lm_eval
+from first_eval.lm_eval_bridge import LiveRunConfig, check_model, run_lm_eval
 from first_eval.lm_eval_bridge.samples import read_samples_path
 from tiny_models import tiny_llama_dir  # noqa: F401  (session fixture)
 

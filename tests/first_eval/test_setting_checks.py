@@ -24,6 +24,13 @@ def test_number_in_open_unit_interval_refuses(value):
     assert number_problem(value, "--x", 0, 1, low_open=True) == f"--x {value!r}: must be a number in (0, 1]"
 
 
+@pytest.mark.parametrize("value, message", [(0, "must be a number > 0"), (-1.5, "must be a number > 0"),
+                                            (math.nan, "must be a number > 0")])
+def test_one_sided_number_message(value, message):
+    assert number_problem(value, "--lr", 0, low_open=True) == f"--lr {value!r}: {message}"
+    assert number_problem(0, "--decay", 0) is None
+
+
 def test_number_passes():
     assert number_problem(1, "--x", 0, 1, low_open=True) is None
     assert number_problem(0.25, "--x", 0, 1) is None
