@@ -90,9 +90,10 @@ class DistillConfig:
             found.append("give the training pairs with exactly one of --train-task NAME[,NAME] or --train FILE.jsonl")
         if not self.eval_tasks:
             found.append("--eval-tasks is empty; name the multiple-choice tasks to audit every model on")
-        found += [whole_number_problem(getattr(self, name), "--" + name.replace("_", "-"), optional=True)
-                  for name in ("top_k", "samples_per_position", "eval_batch_size", "calibration_limit", "train_limit",
-                               "eval_limit")]
+        found += [whole_number_problem(getattr(self, name), flag, optional=True) for name, flag in (
+            ("top_k", "--top-k"), ("samples_per_position", "--samples-per-position"),
+            ("eval_batch_size", "--eval-batch-size"), ("calibration_limit", "--calibration-limit"),
+            ("train_limit", "--limit"), ("eval_limit", "--eval-limit"))]
         found.append(whole_number_problem(self.n_bootstrap, "--bootstrap", low=0, optional=True))
         found.append(choice_problem(self.prob_bits, "--prob-bits", (8, 16)))
         found.append(choice_problem(self.temperature_level, "--temperature-level", ("choice", "token")))

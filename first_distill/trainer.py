@@ -42,6 +42,12 @@ LR_SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "cosine
                  "inverse_sqrt", "cosine_with_min_lr", "warmup_stable_decay")
 
 
+# The `first distill` flag of each setting that has one (messages name what the user typed).
+FLAGS = {"epochs": "--epochs", "max_steps": "--max-steps", "batch_size": "--batch-size",
+         "gradient_accumulation_steps": "--grad-accum", "learning_rate": "--lr", "seed": "--seed",
+         "save_steps": "--save-steps"}
+
+
 @dataclass(frozen=True)
 class TrainerSettings:
     """Optimisation settings shared by every variant of a run (same schedule, same data order).
@@ -85,16 +91,18 @@ class TrainerSettings:
         require(*self.problems())
 
     def problems(self) -> list[str]:
-        """Every invalid setting, one message each (empty when all are fine)."""
-        found = [whole_number_problem(getattr(self, name), name) for name in
+        """Every invalid setting, one message each (empty when all are fine), named by its `first distill` flag
+        where it has one (``--batch-size 0``), else by its field (``warmup_ratio 1.0``)."""
+        flag = {name: FLAGS.get(name, name) for name in self.__dataclass_fields__}
+        found = [whole_number_problem(getattr(self, name), flag[name]) for name in
                  ("batch_size", "gradient_accumulation_steps", "save_steps")]
-        found += [whole_number_problem(getattr(self, name), name, optional=True) for name in
+        found += [whole_number_problem(getattr(self, name), flag[name], optional=True) for name in
                   ("max_steps", "save_total_limit", "pad_to_multiple_of")]
-        found.append(whole_number_problem(self.seed, "seed", low=0))
-        found += [number_problem(getattr(self, name), name, 0, low_open=True) for name in ("epochs", "learning_rate")]
-        found += [number_problem(getattr(self, name), name, 0) for name in ("weight_decay", "max_grad_norm")]
-        found.append(number_problem(self.warmup_ratio, "warmup_ratio", 0, 1, high_open=True))
-        found.append(choice_problem(self.lr_scheduler, "lr_scheduler", LR_SCHEDULERS))
+        found.append(whole_number_problem(self.seed, flag["seed"], low=0))
+        found += [number_problem(getattr(self, name), flag[name], 0, low_open=True) for name in ("epochs", "learning_rate")]
+        found += [number_problem(getattr(self, name), flag[name], 0) for name in ("weight_decay", "max_grad_norm")]
+        found.append(number_problem(self.warmup_ratio, flag["warmup_ratio"], 0, 1, high_open=True))
+        found.append(choice_problem(self.lr_scheduler, flag["lr_scheduler"], LR_SCHEDULERS))
         return [problem for problem in found if problem]
 
     def to_dict(self) -> dict[str, Any]:

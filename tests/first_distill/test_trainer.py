@@ -160,7 +160,7 @@ def test_settings_map_onto_training_arguments(tmp_path):
     assert args.logging_steps == 1 and args.seed == args.data_seed == 5
     with pytest.raises(InputError) as caught:
         TrainerSettings(batch_size=0, learning_rate=-1, warmup_ratio=1.0, lr_scheduler="cosinus")
-    assert str(caught.value).count("; ") == 3 and str(caught.value).startswith("batch_size 0")
+    assert str(caught.value).count("; ") == 3 and str(caught.value).startswith("--batch-size 0")
 
 
 # ------------------------------------------------------------------------------------------ training
@@ -321,7 +321,7 @@ def test_a_student_with_another_tokenizer_is_refused(world, tmp_path):
 def test_missing_knowledge_and_bad_settings_are_reported_together(world, tmp_path):
     with pytest.raises(InputError) as caught:  # settings are checked once, where they are built
         TrainerSettings(batch_size=0, warmup_ratio=1.0, lr_scheduler="cosin")
-    assert str(caught.value) == ("batch_size 0: must be a whole number >= 1; warmup_ratio 1.0: must be a number in "
+    assert str(caught.value) == ("--batch-size 0: must be a whole number >= 1; warmup_ratio 1.0: must be a number in "
                                  "[0, 1); lr_scheduler 'cosin': must be " + ", ".join(LR_SCHEDULERS[:-1])
                                  + " or " + LR_SCHEDULERS[-1])
     with pytest.raises(InputError) as caught:
