@@ -82,8 +82,12 @@ def quiet_lm_eval_logging(verbose: bool) -> Iterator[None]:
         setup_logging(logging.INFO)
         yield
         return
-    import lm_eval.api.task as lm_eval_task
-    import lm_eval.models.huggingface as lm_eval_hf
+    import sys
+
+    import lm_eval.api.model  # noqa: F401  (the modules whose tqdm is replaced below)
+    import lm_eval.api.task  # noqa: F401
+    import lm_eval.models.huggingface  # noqa: F401  (imported here so its tqdm is replaced too)
+    import tqdm as tqdm_module
     from datasets.utils import logging as datasets_logging
 
     loggers = [logging.getLogger(name) for name in NOISY_LOGGERS]
@@ -93,12 +97,17 @@ def quiet_lm_eval_logging(verbose: bool) -> Iterator[None]:
     # "Generating train split: 100 examples" bars of local JSON files: noise, not progress on long work
     bars_were_on = datasets_logging.is_progress_bar_enabled()
     datasets_logging.disable_progress_bar()
-    saved_bars = (lm_eval_task.tqdm, lm_eval_hf.tqdm)
-    lm_eval_task.tqdm = lm_eval_hf.tqdm = FirstBar
+    # Every loaded lm-eval module that took tqdm's class by name (api.model's "Tokenizing inputs", api.task's
+    # "Building contexts", the model's request loops).
+    patched = [module for name, module in list(sys.modules.items())
+               if name.startswith("lm_eval") and getattr(module, "tqdm", None) is tqdm_module.tqdm]
+    for module in patched:
+        module.tqdm = FirstBar
     try:
         yield
     finally:
-        lm_eval_task.tqdm, lm_eval_hf.tqdm = saved_bars
+        for module in patched:
+            module.tqdm = tqdm_module.tqdm
         for logger, level in zip(loggers, levels):
             logger.setLevel(level)
         if bars_were_on:
