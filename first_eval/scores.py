@@ -63,8 +63,23 @@ def apply_score_mode(loglik_sums: np.ndarray, char_lengths: np.ndarray | None, s
     raise ValueError(f"unknown score mode {score_mode!r}; expected one of {', '.join(SCORE_MODES)}")
 
 
+class _RaggedQuestions:
+    """Shape of ragged per-question data: ``gold`` (n,) and ``offsets`` (n + 1,) into the flat choices."""
+
+    gold: np.ndarray
+    offsets: np.ndarray
+
+    @property
+    def n_questions(self) -> int:
+        return len(self.gold)
+
+    @property
+    def n_choices(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+
 @dataclass(frozen=True)
-class ChoiceProbs:
+class ChoiceProbs(_RaggedQuestions):
     """Ragged per-question choice probabilities (each segment sums to 1) and the gold index.
 
     Attributes:
@@ -83,14 +98,6 @@ class ChoiceProbs:
     @classmethod
     def from_probs(cls, choice_probs: np.ndarray, offsets: np.ndarray, gold: np.ndarray) -> "ChoiceProbs":
         return cls(choice_probs, offsets, gold, ragged_argmax(choice_probs, offsets))
-
-    @property
-    def n_questions(self) -> int:
-        return len(self.gold)
-
-    @property
-    def n_choices(self) -> np.ndarray:
-        return np.diff(self.offsets)
 
     @property
     def confidences(self) -> np.ndarray:
@@ -113,7 +120,7 @@ class ChoiceProbs:
 
 
 @dataclass(frozen=True)
-class ChoiceScores:
+class ChoiceScores(_RaggedQuestions):
     """Ragged per-question choice scores (log-likelihood-like, any real number) and the gold index.
 
     Attributes:
@@ -159,14 +166,6 @@ class ChoiceScores:
         offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         flat = np.fromiter((x for s in choice_scores for x in s), dtype=np.float64, count=int(offsets[-1]))
         return cls(flat, offsets, np.asarray(gold, dtype=np.int64), score_mode)
-
-    @property
-    def n_questions(self) -> int:
-        return len(self.gold)
-
-    @property
-    def n_choices(self) -> np.ndarray:
-        return np.diff(self.offsets)
 
     def log_probs(self, temperature: float = 1.0) -> np.ndarray:
         """(total,) log softmax(scores / T) within each question."""
