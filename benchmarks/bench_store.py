@@ -16,7 +16,7 @@ time in order (what a data loader does), files in the page cache. "cold" include
 of every shard) and, for version 2, decoding each shard on its first read; "warm" reads the opened store again.
 Version 1 and version 2 are timed alternately, ``--repeats`` times; ratios are the median of the per-repeat wall
 ratios and the ratio of the median process CPU times (steadier than wall time on a shared machine: the load
-average is printed).
+average is printed); "v2 per cpu s" is version 2's positions per median second of process CPU time.
 
 Entropy (plug-in, from the store's own counts, so optimistic: no cost for describing the model): ids
 ``sum_j H(id_j)`` (each rank's ids order-0), probabilities ``H(code_1) + sum_j H(code_j | code_(j-1))``.
@@ -163,6 +163,7 @@ def compare_reads(v1: Path, v2: Path, n_positions: int, repeats: int) -> dict:
                 wall[version].append(time.perf_counter() - start)
                 cpu[version].append(time.process_time() - start_cpu)
         result[name] = {"v1": n_positions / min(wall[1]), "v2": n_positions / min(wall[2]),
+                        "v2_cpu": n_positions / median(cpu[2]),  # per second of this process's CPU time
                         "ratio": median(a / b for a, b in zip(wall[1], wall[2])),  # v2 speed / v1 speed
                         "cpu_ratio": median(cpu[1]) / median(cpu[2])}
     return result
@@ -219,10 +220,11 @@ def bench_store(name: str, data: dict, tmp: Path, repeats: int) -> dict:
           f"v2 is {sizes['v2'] - limit['ids'] - limit['probs']:+.2f} B/pos from it "
           f"({sizes['v2, one shard'] - limit['ids'] - limit['probs']:+.2f} as one shard)")
     reads = compare_reads(v1, v2, n_positions, repeats)
-    print(f"{'read (best wall)':<22}{'v1 pos/s':>12}{'v2 pos/s':>12}{'v2/v1 wall':>12}{'v2/v1 cpu':>11}"
-          f"   (medians of {repeats} alternating repeats)")
+    print(f"{'read (best wall)':<22}{'v1 pos/s':>12}{'v2 pos/s':>12}{'v2 per cpu s':>14}{'v2/v1 wall':>12}"
+          f"{'v2/v1 cpu':>11}   (medians of {repeats} alternating repeats)")
     for pattern, r in reads.items():
-        print(f"{pattern:<22}{r['v1'] / 1e6:>10.2f} M{r['v2'] / 1e6:>10.2f} M{r['ratio']:>12.2f}{r['cpu_ratio']:>11.2f}")
+        print(f"{pattern:<22}{r['v1'] / 1e6:>10.2f} M{r['v2'] / 1e6:>10.2f} M{r['v2_cpu'] / 1e6:>12.2f} M"
+              f"{r['ratio']:>12.2f}{r['cpu_ratio']:>11.2f}")
     return {"sizes": sizes, "reads": reads, "entropy": limit}
 
 
@@ -278,10 +280,11 @@ def main() -> int:
     for name, result in results.items():
         if name == "synthetic":
             continue
-        size, cold = result["sizes"]["v2"], result["reads"]["cold (open + read)"]["v2"]
+        size, cold = result["sizes"]["v2"], result["reads"]["cold (open + read)"]
         print(f"goals on {name}: {size:.2f} B/pos (<= {GOAL_BYTES:.0f}: {'met' if size <= GOAL_BYTES else 'NOT met'}), "
-              f"cold read {cold / 1e6:.2f} M pos/s (>= {GOAL_THROUGHPUT / 1e6:.0f} M: "
-              f"{'met' if cold >= GOAL_THROUGHPUT else 'NOT met'})")
+              f"cold read {cold['v2'] / 1e6:.2f} M pos/s best wall, {cold['v2_cpu'] / 1e6:.2f} M per CPU second "
+              f"(>= {GOAL_THROUGHPUT / 1e6:.0f} M: {'met' if cold['v2'] >= GOAL_THROUGHPUT else 'NOT met'} by wall, "
+              f"{'met' if cold['v2_cpu'] >= GOAL_THROUGHPUT else 'NOT met'} by CPU time)")
     print(f"fixed-width ids alone at V = {VOCAB_SIZE}, k = {K}: {K * math.log2(VOCAB_SIZE) / 8:.2f} B/pos")
     return 0
 

@@ -39,27 +39,42 @@ def pack_fields(values: np.ndarray, widths: np.ndarray) -> bytes:
     return words.view(np.uint8)[:(total + 7) // 8].tobytes()
 
 
-def unpack_fields(buffer: bytes | memoryview | np.ndarray, widths: np.ndarray) -> np.ndarray:
-    """Inverse of ``pack_fields``: the (n,) uint64 values of the given widths; ``ValueError`` if the buffer is short."""
+def unpack_fields(buffer: bytes | memoryview | np.ndarray, widths: np.ndarray, dtype=np.uint64) -> np.ndarray:
+    """Inverse of ``pack_fields``: the (n,) values of the given widths; ``ValueError`` if the buffer is short.
+
+    ``dtype`` uint64, or uint32 when no width exceeds 25 bits (each field is then read as one 4-byte word: a
+    field starts at most 7 bits into its first byte).
+    """
     widths = np.asarray(widths)
-    narrow = len(widths) and int(widths.max()) <= 25 and int(widths.sum(dtype=np.int64)) < 2**32
-    widths = widths.astype(np.uint32 if narrow else np.int64, copy=False)  # narrow: a field fits 4 bytes
-    offsets = np.cumsum(widths)
-    total = int(offsets[-1]) if len(offsets) else 0
-    offsets -= widths
+    word = np.dtype(dtype).newbyteorder("<")
+    if word not in (np.dtype("<u4"), np.dtype("<u8")):
+        raise ValueError(f"dtype must be uint32 or uint64, got {np.dtype(dtype)}")
+    starts = np.zeros(len(widths) + 1, dtype=np.intp)
+    np.cumsum(widths, dtype=np.intp, out=starts[1:])
+    total = int(starts[-1])
+    nbytes = (total + 7) // 8
     raw = np.frombuffer(buffer, dtype=np.uint8) if not isinstance(buffer, np.ndarray) else buffer
-    if len(raw) < (total + 7) // 8:
-        raise ValueError(f"bit fields need {(total + 7) // 8} bytes, the section holds {len(raw)}")
+    if len(raw) < nbytes:
+        raise ValueError(f"bit fields need {nbytes} bytes, the section holds {len(raw)}")
     if total == 0:
-        return np.zeros(len(widths), dtype=np.uint64)
-    padded = np.zeros((total + 7) // 8 + 8, dtype=np.uint8)
-    padded[:(total + 7) // 8] = raw[:(total + 7) // 8]
-    # The 8 (narrow: 4) bytes from each field's first byte as one little-endian word: width + shift (<= 7) fits.
-    word = np.dtype("<u4" if narrow else "<u8")
-    at_every_byte = np.ndarray(shape=(len(padded) - 7,), dtype=word, buffer=padded, strides=(1,))
-    values = at_every_byte[offsets >> 3] >> (offsets & 7).astype(word)
-    values &= (word.type(1) << widths.astype(word)) - word.type(1)
-    return values.astype(np.uint64, copy=False)
+        return np.zeros(len(widths), dtype=word)
+    if int(widths.max()) > 8 * word.itemsize - 7:
+        raise ValueError(f"fields of up to {8 * word.itemsize - 7} bits can be read as {np.dtype(dtype)}, "
+                         f"got {int(widths.max())}")
+    starts = starts[:-1]
+    shifts = starts.astype(word)
+    shifts &= word.type(7)  # each field's first bit within its first byte
+    starts >>= 3  # now its first byte
+    padded = np.zeros(nbytes + word.itemsize, dtype=np.uint8)
+    padded[:nbytes] = raw[:nbytes]
+    # The word from each byte on, as a contiguous array (a field's first byte indexes it directly).
+    at_every_byte = np.ascontiguousarray(np.ndarray(shape=(nbytes + 1,), dtype=word, buffer=padded, strides=(1,)))
+    values = np.take(at_every_byte, starts)
+    values >>= shifts
+    mask = np.left_shift(word.type(1), widths, dtype=word, casting="unsafe")  # widths >= 0
+    mask -= word.type(1)
+    values &= mask
+    return values
 
 
 def _or_into(words: np.ndarray, index: np.ndarray, parts: np.ndarray) -> None:

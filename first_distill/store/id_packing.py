@@ -14,6 +14,7 @@ is cut out with a shift and a mask (two words when it straddles a word boundary)
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -56,7 +57,7 @@ class IdPacking:
         """64-bit words per row once padded."""
         return (self.row_bytes + 7) // 8
 
-    @property
+    @cached_property
     def aligned(self) -> bool:
         """True when a row is a plain little-endian uint8/16/32 array (zero-copy decode)."""
         return self.bits in _FAST_WIDTHS
@@ -64,13 +65,15 @@ class IdPacking:
     def to_dict(self) -> dict:
         return {"bits": self.bits, "row_bytes": self.row_bytes, "layout": "little-endian bit rows, id j at bits [j*bits, (j+1)*bits)"}
 
-    def encode(self, ids: np.ndarray) -> np.ndarray:
-        """ids (n, k) ints in [0, 2**bits) -> rows (n, row_bytes) uint8."""
+    def encode(self, ids: np.ndarray, copy: bool = True) -> np.ndarray:
+        """ids (n, k) ints in [0, 2**bits) -> rows (n, row_bytes) uint8; ``copy=False``: a view of ``ids`` where
+        they already are the rows' values (aligned packing, C-contiguous, its dtype)."""
         ids = np.asarray(ids)
         if ids.ndim != 2 or ids.shape[1] != self.k:
             raise ValueError(f"ids must have shape (n, {self.k}), got {ids.shape}")
         if self.aligned:
-            return np.ascontiguousarray(ids.astype(_FAST_WIDTHS[self.bits])).view(np.uint8).reshape(len(ids), self.row_bytes)
+            values = ids.astype(_FAST_WIDTHS[self.bits], order="C", copy=copy)
+            return values.view(np.uint8).reshape(len(ids), self.row_bytes)
         words = np.zeros((len(ids), self._words), dtype="<u8")
         values = ids.astype(np.uint64)
         for j in range(self.k):
@@ -80,11 +83,18 @@ class IdPacking:
                 words[:, word + 1] |= values[:, j] >> np.uint64(64 - shift)
         return np.ascontiguousarray(words.view(np.uint8)[:, :self.row_bytes])
 
+    def values(self, rows: np.ndarray) -> np.ndarray:
+        """Aligned packings: rows (n, row_bytes) uint8 -> ids (n, k) little-endian uint8/16/32, a view when the rows
+        are C-contiguous (``ValueError`` for other packings)."""
+        if not self.aligned:
+            raise ValueError(f"ids of {self.bits} bits are not byte-aligned: decode the rows instead")
+        return np.ascontiguousarray(rows).view(_FAST_WIDTHS[self.bits])
+
     def decode(self, rows: np.ndarray) -> np.ndarray:
         """rows (n, row_bytes) uint8 -> ids (n, k) int64."""
         n = rows.shape[0]
         if self.aligned:
-            return np.ascontiguousarray(rows).view(_FAST_WIDTHS[self.bits]).reshape(n, self.k).astype(np.int64)
+            return self.values(rows).astype(np.int64)
         padded = np.zeros((n, 8 * self._words), dtype=np.uint8)
         padded[:, :self.row_bytes] = rows
         words = padded.view("<u8")  # (n, words): the bit row as little-endian 64-bit words

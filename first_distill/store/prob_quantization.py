@@ -18,11 +18,13 @@ Two selections, two codes:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
 FLOAT32_ROUNDING = 2.0**-23  # float32 rounding of code * scale (scale and product each <= 2**-24 relative), value <= 1
 PROB_BITS = (8, 16)
+SCALE_ROWS = 4096  # decodes of up to this many positions multiply by a pre-tiled scale (``_scale_rows``)
 SELECTIONS = ("topk", "sample")
 
 
@@ -63,13 +65,15 @@ class ProbQuantization:
         levels = 2**self.bits - 1
         return [1.0 / (2 * j * levels) + FLOAT32_ROUNDING for j in range(1, self.k + 1)]
 
-    @property
+    @cached_property
     def _scale(self) -> np.ndarray:
-        """(k,) float32 multipliers, decoded = code * scale."""
+        """(k,) float32 multipliers, decoded = code * scale (computed once: ``decode`` runs per sequence)."""
         if self.selection == "sample":
-            return np.full(self.k, 1.0 / self.samples_per_position, dtype=np.float32)
-        levels = 2**self.bits - 1
-        return (1.0 / (np.arange(1, self.k + 1, dtype=np.float64) * levels)).astype(np.float32)
+            scale = np.full(self.k, 1.0 / self.samples_per_position, dtype=np.float32)
+        else:
+            scale = (1.0 / (np.arange(1, self.k + 1, dtype=np.float64) * (2**self.bits - 1))).astype(np.float32)
+        scale.flags.writeable = False
+        return scale
 
     def to_dict(self) -> dict:
         if self.selection == "sample":
@@ -92,6 +96,16 @@ class ProbQuantization:
             codes = np.clip(codes, 0, levels)  # p_j a hair above 1/j from float noise
         return codes.astype(self.dtype)
 
+    @cached_property
+    def _scale_rows(self) -> np.ndarray:
+        """(SCALE_ROWS, k) float32: ``_scale`` repeated, so a short decode multiplies equal shapes (numpy runs a
+        (n, k) * (k,) broadcast as n inner loops of k: the larger cost of decoding one sequence)."""
+        rows = np.tile(self._scale, (SCALE_ROWS, 1))
+        rows.flags.writeable = False
+        return rows
+
     def decode(self, codes: np.ndarray) -> np.ndarray:
         """codes (n, k) -> probabilities (n, k) float32."""
-        return codes.astype(np.float32) * self._scale
+        probs = codes.astype(np.float32)
+        probs *= self._scale_rows[:len(probs)] if probs.ndim == 2 and len(probs) <= SCALE_ROWS else self._scale
+        return probs

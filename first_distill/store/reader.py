@@ -20,11 +20,10 @@ from typing import Sequence
 
 import numpy as np
 
-from first_distill.store.fingerprint import file_sha256
 from first_distill.store.id_packing import IdPacking
 from first_distill.store.manifest import MANIFEST_NAME, Manifest
 from first_distill.store.prob_quantization import ProbQuantization
-from first_distill.store.shard import MappedShard, ShardFormatError, read_header
+from first_distill.store.shard import MappedShard, ShardFormatError
 from first_eval.errors import InputError
 
 VERIFY_MODES = ("eager", "lazy", "size")
@@ -88,7 +87,12 @@ class KnowledgeStore:
         self.quantization = quantization
         self._shards = shards
         self._first_sequences = [shard.first_sequence for shard in manifest.shards]
+        self._n_sequences = manifest.n_sequences
         self._verified = [verify != "lazy"] * len(shards)
+        # Per shard once read, (ids, prob_codes) as reads slice them: ids (n, k) unsigned for a byte-aligned id
+        # packing (a view of the rows: a read is one astype), else the packed rows (``_ids`` unpacks them).
+        self._arrays: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(shards)
+        self._ids = _as_int64 if id_packing.aligned else id_packing.decode
 
     @classmethod
     def open(cls, folder: str | Path, *, expect_vocab_size: int | None = None,
@@ -129,6 +133,7 @@ class KnowledgeStore:
         if expect_teacher_sha256 is not None and identity.teacher_config_sha256 != expect_teacher_sha256:
             raise InputError(f"knowledge store was made with teacher config sha256 "
                              f"{_short(identity.teacher_config_sha256)} but {_short(expect_teacher_sha256)} was expected")
+        identity_sha256 = identity.sha256  # canonical JSON hashed once, not per shard
         shards = []
         for entry in manifest.shards:
             path = folder / entry.file
@@ -139,16 +144,14 @@ class KnowledgeStore:
                 raise InputError(f"{entry.file} is truncated: {size} bytes, expected {entry.bytes}")
             if size > entry.bytes:
                 raise InputError(f"{entry.file} is corrupted: {size} bytes, expected {entry.bytes}")
-            if verify == "eager" and file_sha256(path) != entry.sha256:  # before parsing anything in it
-                raise InputError(f"{entry.file} is corrupted (sha256 mismatch)")
-            try:
-                shard = MappedShard(path, read_header(path))
+            try:  # eager: the bytes are hashed before anything in them is parsed
+                shard = MappedShard(path, expect_sha256=entry.sha256 if verify == "eager" else None)
             except ShardFormatError as bad:
                 raise InputError(str(bad)) from None
             except (ValueError, TypeError) as bad:  # a damaged header that still parses (lazy or size mode)
                 raise InputError(f"{entry.file} is corrupted ({bad})") from None
             header = shard.header
-            if header.identity_sha256 != identity.sha256 or (header.k, header.id_row_bytes, header.prob_dtype) != (
+            if header.identity_sha256 != identity_sha256 or (header.k, header.id_row_bytes, header.prob_dtype) != (
                     identity.k, id_packing.row_bytes, quantization.dtype.str):
                 raise InputError(f"{entry.file} belongs to a different knowledge store than {MANIFEST_NAME} "
                                  "(teacher, tokenizer or encoding settings differ)")
@@ -195,18 +198,29 @@ class KnowledgeStore:
 
     # ----------------------------------------------------------------------------------------- reads
 
-    def _locate(self, index: int) -> tuple[MappedShard, int, int]:
-        if not 0 <= index < self.n_sequences:
+    def _locate(self, index: int) -> tuple[int, int, int]:
+        """(shard index, first row, end row) of sequence ``index`` (runs per read: kept lean)."""
+        if not 0 <= index < self._n_sequences:
             raise IndexError(f"sequence {index} out of range: the store holds {self.n_sequences} sequences")
         shard_index = bisect.bisect_right(self._first_sequences, index) - 1
-        shard = self._shards[shard_index]
         if not self._verified[shard_index]:
-            entry = self.manifest.shards[shard_index]
-            if shard.sha256() != entry.sha256:
-                raise InputError(f"{entry.file} is corrupted (sha256 mismatch)")
-            self._verified[shard_index] = True
-        local = index - shard.header.first_sequence
-        return shard, int(shard.offsets[local]), int(shard.offsets[local + 1])
+            self._verify(shard_index)
+        offsets = self._shards[shard_index].offsets
+        local = index - self._first_sequences[shard_index]
+        return shard_index, offsets.item(local), offsets.item(local + 1)
+
+    def _verify(self, shard_index: int) -> None:
+        entry = self.manifest.shards[shard_index]
+        if self._shards[shard_index].sha256() != entry.sha256:
+            raise InputError(f"{entry.file} is corrupted (sha256 mismatch)")
+        self._verified[shard_index] = True
+
+    def _load(self, shard_index: int) -> tuple[np.ndarray, np.ndarray]:
+        """A shard's ``_arrays`` entry, made on its first read (a version-2 shard is decoded then)."""
+        id_rows, prob_codes = self._shards[shard_index].arrays()
+        arrays = (self.id_packing.values(id_rows) if self.id_packing.aligned else id_rows, prob_codes)
+        self._arrays[shard_index] = arrays
+        return arrays
 
     def sequence_length(self, index: int) -> int:
         """Stored positions of sequence ``index``."""
@@ -215,21 +229,26 @@ class KnowledgeStore:
 
     def sequence(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Sequence ``index``: topk_ids (T, k) int64, topk_probs (T, k) float32 (top-k sorted descending)."""
-        shard, start, stop = self._locate(index)
-        return (self.id_packing.decode(shard.id_rows[start:stop]),
-                self.quantization.decode(shard.prob_codes[start:stop]))
+        shard_index, start, stop = self._locate(index)
+        ids, prob_codes = self._arrays[shard_index] or self._load(shard_index)
+        return self._ids(ids[start:stop]), self.quantization.decode(prob_codes[start:stop])
 
     def gather(self, indices: Sequence[int]) -> KnowledgeBatch:
         """Several sequences at once (the collator's call), decoded in one pass."""
         id_parts, code_parts, lengths = [], [], []
         for index in indices:
-            shard, start, stop = self._locate(int(index))
-            id_parts.append(shard.id_rows[start:stop])
-            code_parts.append(shard.prob_codes[start:stop])
+            shard_index, start, stop = self._locate(int(index))
+            ids, prob_codes = self._arrays[shard_index] or self._load(shard_index)
+            id_parts.append(ids[start:stop])
+            code_parts.append(prob_codes[start:stop])
             lengths.append(stop - start)
         offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
         if not id_parts:
             return KnowledgeBatch(np.zeros((0, self.k), np.int64), np.zeros((0, self.k), np.float32), offsets)
-        return KnowledgeBatch(self.id_packing.decode(np.concatenate(id_parts)),
-                              self.quantization.decode(np.concatenate(code_parts)), offsets)
+        return KnowledgeBatch(self._ids(np.concatenate(id_parts)), self.quantization.decode(np.concatenate(code_parts)),
+                              offsets)
+
+
+def _as_int64(ids: np.ndarray) -> np.ndarray:
+    return ids.astype(np.int64)

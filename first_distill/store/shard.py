@@ -84,7 +84,7 @@ class ShardHeader:
     prob_dtype: str
     identity_sha256: str
     sections: dict  # name -> (start, nbytes)
-    stats: dict
+    stats: dict | None  # None: not read (``read_header(..., stats=False)``)
     timed_shard_positions: int | None = None  # the size limit the writer's clock chose (writer.py), once it has
     version: int = 1
     codec: dict | None = None  # version 2: the payload codec's parameters (ranked_codec.py)
@@ -224,59 +224,75 @@ def _deflate(data: bytes) -> bytes:
     return compressor.compress(data) + compressor.flush()
 
 
-def read_header(path: Path) -> ShardHeader:
-    """Parse a shard's header; ``ShardFormatError`` if the file is not a whole shard of a version this code reads."""
+def read_header(path: Path, stats: bool = True) -> ShardHeader:
+    """Parse a shard's header; ``ShardFormatError`` if the file is not a whole shard of a version this code reads.
+
+    ``stats=False`` leaves a version-2 shard's stats unread (``header.stats`` None): readers never need them.
+    """
     size = path.stat().st_size
-    with open(path, "rb") as handle:
-        head = handle.read(len(MAGIC) + 8)
-        if len(head) < len(MAGIC) + 8:
-            raise ShardFormatError(f"{path.name} is truncated: {size} bytes, too short for a header")
-        magic = head[:len(MAGIC)]
-        if magic not in FORMATS:
-            if magic[:-1] == MAGIC[:-1]:
-                raise ShardFormatError(f"{path.name} is a version-{magic[-1]} knowledge shard; this version of first "
-                                       f"reads versions {min(FORMATS.values())}-{max(FORMATS.values())} (upgrade first)")
-            raise ShardFormatError(f"{path.name} is not a knowledge shard (bad magic bytes {magic!r})")
-        header_length = int.from_bytes(head[len(MAGIC):], "little")
-        if len(MAGIC) + 8 + header_length > size:
-            raise ShardFormatError(f"{path.name} is truncated: {size} bytes, header alone needs "
-                                   f"{len(MAGIC) + 8 + header_length}")
-        raw = handle.read(header_length)
-        version = FORMATS[magic]
-        try:
-            data = json.loads(raw.decode("utf-8"))
-            sections = {k: (int(v[0]), int(v[1])) for k, v in data["sections"].items()}
-            if version == 2:  # sections count from the end of the header; the stats are one of them
-                sections = {k: (start + len(MAGIC) + 8 + header_length, n) for k, (start, n) in sections.items()}
+    if size < len(MAGIC) + 8:
+        raise ShardFormatError(f"{path.name} is truncated: {size} bytes, too short for a header")
+    with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        return _parse_header(mapped, path.name, stats)
+
+
+def _parse_header(data: mmap.mmap, name: str, stats: bool) -> ShardHeader:
+    """The header of the shard file ``name`` whose bytes are ``data`` (at least magic and header length)."""
+    size = len(data)
+    magic = data[:len(MAGIC)]
+    if magic not in FORMATS:
+        if magic[:-1] == MAGIC[:-1]:
+            raise ShardFormatError(f"{name} is a version-{magic[-1]} knowledge shard; this version of first "
+                                   f"reads versions {min(FORMATS.values())}-{max(FORMATS.values())} (upgrade first)")
+        raise ShardFormatError(f"{name} is not a knowledge shard (bad magic bytes {magic!r})")
+    body = len(MAGIC) + 8
+    header_length = int.from_bytes(data[len(MAGIC):body], "little")
+    if body + header_length > size:
+        raise ShardFormatError(f"{name} is truncated: {size} bytes, header alone needs {body + header_length}")
+    version = FORMATS[magic]
+    try:
+        fields = json.loads(data[body:body + header_length].decode("utf-8"))
+        sections = {k: (int(v[0]), int(v[1])) for k, v in fields["sections"].items()}
+        if version == 2:  # sections count from the end of the header; the stats are one of them
+            sections = {k: (start + body + header_length, n) for k, (start, n) in sections.items()}
+            fields["stats"] = None
+            if stats:
                 start, nbytes = sections["stats"]
-                handle.seek(start)
-                data["stats"] = _sparse_counts(json.loads(zlib.decompress(handle.read(nbytes), wbits=-15).decode("utf-8")))
-            header = ShardHeader(n_sequences=int(data["n_sequences"]), n_positions=int(data["n_positions"]),
-                                 first_sequence=int(data["first_sequence"]), k=int(data["k"]),
-                                 id_row_bytes=int(data["id_row_bytes"]), prob_dtype=str(data["prob_dtype"]),
-                                 identity_sha256=str(data["identity_sha256"]), sections=sections,
-                                 stats=dict(data["stats"]),
-                                 timed_shard_positions=(None if data.get("timed_shard_positions") is None
-                                                        else int(data["timed_shard_positions"])),
-                                 version=version, codec=dict(data["codec"]) if version == 2 else None)
-        except (UnicodeDecodeError, json.JSONDecodeError, zlib.error, KeyError, TypeError, ValueError,
-                IndexError) as bad:
-            raise ShardFormatError(f"{path.name} has a corrupted header ({type(bad).__name__}: {bad})") from None
+                fields["stats"] = _sparse_counts(json.loads(zlib.decompress(data[start:start + nbytes], wbits=-15)
+                                                            .decode("utf-8")))
+        header = ShardHeader(n_sequences=int(fields["n_sequences"]), n_positions=int(fields["n_positions"]),
+                             first_sequence=int(fields["first_sequence"]), k=int(fields["k"]),
+                             id_row_bytes=int(fields["id_row_bytes"]), prob_dtype=str(fields["prob_dtype"]),
+                             identity_sha256=str(fields["identity_sha256"]), sections=sections,
+                             stats=None if fields["stats"] is None else dict(fields["stats"]),
+                             timed_shard_positions=(None if fields.get("timed_shard_positions") is None
+                                                    else int(fields["timed_shard_positions"])),
+                             version=version, codec=dict(fields["codec"]) if version == 2 else None)
+    except (UnicodeDecodeError, json.JSONDecodeError, zlib.error, KeyError, TypeError, ValueError,
+            IndexError) as bad:
+        raise ShardFormatError(f"{name} has a corrupted header ({type(bad).__name__}: {bad})") from None
     if size < header.end:
-        raise ShardFormatError(f"{path.name} is truncated: {size} bytes, expected {header.end}")
+        raise ShardFormatError(f"{name} is truncated: {size} bytes, expected {header.end}")
     return header
 
 
 class MappedShard:
     """Read-only arrays of one shard: ``offsets`` (n_sequences + 1,), ``id_rows`` (n_positions, id_row_bytes) uint8
     (``IdPacking`` rows) and ``prob_codes`` (n_positions, k). Version 1: views of an ``mmap`` (pages are read on
-    first touch). Version 2: decoded whole on the first use of ``id_rows`` or ``prob_codes``, then kept."""
+    first touch). Version 2: decoded whole on the first use of ``arrays``, ``id_rows`` or ``prob_codes``, then kept."""
 
-    def __init__(self, path: Path, header: ShardHeader):
+    def __init__(self, path: Path, expect_sha256: str | None = None):
+        """Map ``path`` and parse its header (``ShardFormatError`` if it is not a whole shard); with
+        ``expect_sha256``, the file's bytes are checked against it before anything in them is parsed."""
         self.path = path
-        self.header = header
         with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size < len(MAGIC) + 8:
+                raise ShardFormatError(f"{path.name} is truncated: {size} bytes, too short for a header")
             self._mmap = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        if expect_sha256 is not None and self.sha256() != expect_sha256:
+            raise ShardFormatError(f"{path.name} is corrupted (sha256 mismatch)")
+        self.header = header = _parse_header(self._mmap, path.name, stats=False)
         self._decoded: tuple[np.ndarray, np.ndarray] | None = None
         if header.version == 1:
             self.offsets = self._view("offsets", "<u8", (header.n_sequences + 1,)).astype(np.int64)
@@ -290,28 +306,30 @@ class MappedShard:
             if len(lengths) != header.n_sequences:
                 raise ShardFormatError(f"{path.name} is corrupted ({len(lengths)} sequence lengths, "
                                        f"{header.n_sequences} sequences)")
-            self.offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
-        if int(self.offsets[-1]) != header.n_positions or np.any(np.diff(self.offsets) < 0):
+            self.offsets = np.zeros(header.n_sequences + 1, dtype=np.int64)
+            np.cumsum(lengths, dtype=np.int64, out=self.offsets[1:])  # of uint32 lengths: never decreasing
+        if int(self.offsets[-1]) != header.n_positions or (header.version == 1 and np.any(np.diff(self.offsets) < 0)):
             raise ShardFormatError(f"{path.name} is corrupted (sequence offsets do not add up to {header.n_positions} positions)")
 
     @property
     def id_rows(self) -> np.ndarray:
-        return self._arrays()[0]
+        return self.arrays()[0]
 
     @property
     def prob_codes(self) -> np.ndarray:
-        return self._arrays()[1]
+        return self.arrays()[1]
 
     def sha256(self) -> str:
         return hashlib.sha256(self._mmap).hexdigest()
 
-    def _arrays(self) -> tuple[np.ndarray, np.ndarray]:
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(id_rows, prob_codes); a version-2 shard is decoded on the first call."""
         if self._decoded is None:
             header = self.header
             try:
                 ids, codes = ranked_codec.decode(self._section("symbols"), self._section("fields"),
                                                  header.n_positions, header.k, header.codec)
-                rows = IdPacking(k=header.k, bits=int(header.codec["id_bits"])).encode(ids)
+                rows = IdPacking(k=header.k, bits=int(header.codec["id_bits"])).encode(ids, copy=False)
             except (ValueError, KeyError, TypeError) as bad:
                 raise ShardFormatError(f"{self.path.name} is corrupted ({bad})") from None
             if rows.shape[1] != header.id_row_bytes or codes.dtype.str != np.dtype(header.prob_dtype).str:

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from first_distill.store.id_packing import IdPacking, bits_for_vocab
-from first_distill.store.prob_quantization import ProbQuantization
+from first_distill.store.prob_quantization import SCALE_ROWS, ProbQuantization
 
 
 @pytest.mark.parametrize("vocab_size, bits", [(1, 1), (2, 1), (3, 2), (256, 8), (257, 9), (32000, 15), (49152, 16),
@@ -34,6 +34,18 @@ def test_id_packing_round_trips_exactly(bits, k, n, data):
     rows = packing.encode(ids)
     assert rows.shape == (n, (k * bits + 7) // 8) and rows.dtype == np.uint8
     np.testing.assert_array_equal(packing.decode(rows), ids)
+
+
+def test_aligned_id_values_are_a_view_of_the_rows_and_other_widths_are_refused():
+    packing = IdPacking(k=5, bits=16)
+    rows = packing.encode(np.arange(20).reshape(4, 5) * 3000)
+    values = packing.values(rows)
+    assert values.dtype == np.dtype("<u2") and values.shape == (4, 5) and np.shares_memory(values, rows)
+    np.testing.assert_array_equal(values, np.arange(20).reshape(4, 5) * 3000)
+    assert np.shares_memory(packing.encode(values, copy=False), values)  # the decoder's rows: no copy
+    assert not np.shares_memory(packing.encode(values), values)  # the writer keeps what it encodes
+    with pytest.raises(ValueError, match="17 bits are not byte-aligned"):
+        IdPacking(k=5, bits=17).values(IdPacking(k=5, bits=17).encode(np.zeros((1, 5), np.int64)))
 
 
 def test_id_packing_bit_layout_is_little_endian_fields():
@@ -64,6 +76,22 @@ def test_topk_probabilities_round_trip_within_the_stated_bound(k, bits, data):
     assert np.all(np.abs(decoded - probs) <= bound)
     tail_error = np.abs((1 - decoded.astype(np.float64).sum(axis=1)) - (1 - probs.sum(axis=1)))
     assert np.all(tail_error <= quantization.to_dict()["max_abs_error_tail"] + 1e-12)
+
+
+@pytest.mark.parametrize("selection, bits, n", [("topk", 8, 0), ("topk", 8, 71), ("topk", 16, SCALE_ROWS),
+                                                 ("topk", 8, SCALE_ROWS + 1), ("sample", 8, 300)])
+def test_decoding_is_code_times_scale_in_float32_for_short_and_long_inputs(selection, bits, n):
+    """Short decodes multiply by a pre-tiled scale, long ones broadcast it: both are code * scale, bit for bit."""
+    quantization = ProbQuantization(k=5, selection=selection, bits=bits,
+                                    samples_per_position=200 if selection == "sample" else None)
+    codes = np.random.default_rng(n).integers(0, 201, size=(n, 5)).astype(quantization.dtype)
+    scale = np.array([float(np.float32(1 / (j * (2**bits - 1)))) for j in range(1, 6)], dtype=np.float32)
+    if selection == "sample":
+        scale = np.full(5, 1 / 200, dtype=np.float32)
+    expected = codes.astype(np.float32) * scale
+    decoded = quantization.decode(codes)
+    assert decoded.dtype == np.float32 and decoded.flags.c_contiguous
+    np.testing.assert_array_equal(decoded.view(np.uint32), expected.view(np.uint32))
 
 
 def test_stated_bounds_are_attained_not_just_loose():

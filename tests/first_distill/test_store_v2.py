@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from first_distill.store import KnowledgeStore, KnowledgeStoreWriter
 from first_distill.store import writer as writer_module
 from first_distill.store.bit_fields import pack_fields, unpack_fields
-from first_distill.store.ranked_codec import CLASS_BASE, CLASS_WIDTH, DIRECT, decode, encode, rank_classes
+from first_distill.store.ranked_codec import (CLASS_BASE, CLASS_WIDTH, DIRECT, _ids_of_classes, decode, encode,
+                                              rank_classes)
 from first_distill.store.shard import ShardFormatError, read_header
 from first_eval.errors import InputError
 
@@ -36,7 +37,13 @@ def test_bit_fields_round_trip(widths, seed):
     values = np.asarray([int(rng.integers(0, 2**w)) if w else 0 for w in widths], dtype=np.uint64)
     packed = pack_fields(values, widths)
     assert len(packed) == (int(widths.sum()) + 7) // 8
-    np.testing.assert_array_equal(unpack_fields(packed, widths), values)
+    unpacked = unpack_fields(packed, widths)
+    assert unpacked.dtype == np.uint64
+    np.testing.assert_array_equal(unpacked, values)
+    if not len(widths) or widths.max() <= 25:  # the decoder's 4-byte reads
+        narrow = unpack_fields(packed, widths.astype(np.uint8), dtype=np.uint32)
+        assert narrow.dtype == np.uint32
+        np.testing.assert_array_equal(narrow, values)
 
 
 def test_bit_fields_refuse_values_wider_than_their_field_and_short_buffers():
@@ -44,6 +51,8 @@ def test_bit_fields_refuse_values_wider_than_their_field_and_short_buffers():
         pack_fields(np.array([4]), np.array([2]))
     with pytest.raises(ValueError, match="need 2 bytes"):
         unpack_fields(b"\x01", np.array([9]))
+    with pytest.raises(ValueError, match="up to 25 bits can be read as uint32, got 26"):
+        unpack_fields(b"\x00" * 4, np.array([26]), dtype=np.uint32)
 
 
 def test_rank_classes_invert_and_give_direct_ranks_no_raw_bits():
@@ -71,6 +80,18 @@ def test_ranked_codec_round_trips_exactly(n, k, id_bits, code_dtype, seed):
     np.testing.assert_array_equal(decoded_ids, ids)
     np.testing.assert_array_equal(decoded_codes, codes)
     assert decoded_codes.dtype == codes.dtype
+
+
+@pytest.mark.parametrize("id_bits", [16, 20])  # one lookup table with the identity in front; and without
+def test_ids_naming_a_rank_beyond_the_table_are_refused(id_bits):
+    """Past the CRC (a payload written wrong, not damaged later): a direct class or a raw rank beyond the table."""
+    id_of_rank = np.array([7, 3, 9])
+    for classes, fields in ((np.array([[0, 2, 5]], np.uint8), b""),  # class 5: rank 5 of 3
+                            (np.array([[0, 64]], np.uint8), b"\x00")):  # class 64: ranks 64-65
+        with pytest.raises(ValueError, match="rank beyond the shard's table"):
+            _ids_of_classes(classes, fields, id_bits, id_of_rank)
+    ids = _ids_of_classes(np.array([[2, 255], [0, 1]], np.uint8), (1234).to_bytes(4, "little"), id_bits, id_of_rank)
+    np.testing.assert_array_equal(ids, [[9, 1234], [7, 3]])  # 255: an escape, the id in its raw bits
 
 
 def test_ranked_codec_beats_fixed_width_ids_on_zipf_ids_and_refuses_damage():
@@ -127,6 +148,8 @@ def test_version_1_and_mixed_stores_still_open_and_read_the_same(tmp_path, monke
     v1, v2 = KnowledgeStore.open(tmp_path / "v1"), KnowledgeStore.open(tmp_path / "v2")
     assert {read_header(tmp_path / "v1" / s.file).version for s in v1.manifest.shards} == {1}
     assert {read_header(tmp_path / "v2" / s.file).version for s in v2.manifest.shards} == {2}
+    first = tmp_path / "v2" / v2.manifest.shards[0].file
+    assert read_header(first).stats["n_positions"] > 0 and read_header(first, stats=False).stats is None
     assert v2.stats["bytes_per_position"] < 0.8 * v1.stats["bytes_per_position"]
     for index in range(len(sequences)):
         for a, b in zip(v1.sequence(index), v2.sequence(index)):
