@@ -1,8 +1,9 @@
 """Every metric of the set on many bootstrap resamples at once (the engine behind the CIs).
 
 A resample is a vector ``w`` (n,) of multinomial counts (how often each question was drawn, summing to
-``n``). Each metric is rewritten as a function of a few weighted sums, so a block of ``B`` resamples
-costs one matrix product and one prefix-sum pass per resample instead of ``B`` metric computations:
+``n``). Each metric is rewritten as a function of a few weighted sums, so a resample costs one pass over its
+counts (their float32 copy, their prefix sums, a few table look-ups) and its row of a few small matrix products,
+instead of a computation of every metric:
 
 - Questions are first put in ``ConfidenceRanking`` order (ascending confidence, correct first within
   ties). Every bin is then a contiguous run of positions, so per-bin counts are differences of the
@@ -21,6 +22,7 @@ costs one matrix product and one prefix-sum pass per resample instead of ``B`` m
   and ``Phi(x) = sum_{j<x} H_j`` (a lookup table); tie groups holding both spread their errors evenly
   (as in ``selective.py``).
 - Selective accuracy: binary search for the coverage cut in the prefix sums.
+- The prefix sums come from ``segment_sums.PrefixSums`` (a triangular product per 16 positions, exact).
 - Smooth ECE: grid values are per-cell sums of ``w`` times the interpolation weights; the smoothing and mesh
   interpolation then act as one precomputed matrix (``SmoothEceAtBandwidth``), with the kernel
   bandwidth FIXED at the full sample's self-consistent ``sigma*`` (re-running the bisection would cost
@@ -30,10 +32,17 @@ costs one matrix product and one prefix-sum pass per resample instead of ``B`` m
 With all-ones counts every value equals the plain functions' point estimate (tested), and each
 resample's values equal the plain functions applied to the resampled questions (tested; float32 sums
 give ~1e-7 differences).
+
+Blocks of resamples are evaluated by one thread per core (``run``). The values do not depend on the threads:
+arithmetic on counts is in integers or exact floats, and each float sum is one call on one whole block, whose
+shape is fixed by ``bootstrap.block_rows`` (BLAS results can depend on a product's shape).
 """
 
 from __future__ import annotations
 
+import os
+import threading
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -45,17 +54,24 @@ from first_eval.metrics.binning import (
     equal_mass_upper_edges_of_sorted,
     equal_width_bin_indices,
 )
-from first_eval.metrics.bootstrap import resample_counts, resample_draw_blocks
+from first_eval.metrics.bootstrap import (
+    block_rows,
+    resample_counts,
+    resample_draw_blocks,
+)
 from first_eval.metrics.debiased import debiased_l2_from_bin_sums
 from first_eval.metrics.ece import calibration_errors_from_gaps
 from first_eval.metrics.ranking import ConfidenceRanking
-from first_eval.metrics.segment_sums import SegmentSums, sums_of_first
+from first_eval.metrics.runs import Runs, positions_in
+from first_eval.metrics.segment_sums import PrefixSums, SegmentSums
 from first_eval.metrics.smooth_ece import SmoothEceAtBandwidth, grid_assignment
 
 SCALAR_METRICS = (
     "accuracy", "mean_confidence", "ece", "ece_equal_mass", "mce", "rmsce", "ece_debiased",
     "brier", "nll", "auroc", "aurc",
 )
+# Threads evaluating blocks of resamples at once; more would wait on the one random stream and hold more memory.
+MAX_WORKERS = 4
 
 
 @dataclass(frozen=True)
@@ -106,22 +122,24 @@ class ResampleEngine:
         self.mixed_split = self.mixed_start + ranking.group_correct[mixed]  # first wrong answer of the group
         self.mixed_end = ranking.group_ends[mixed]
         self.mixed_of = np.full(n, -1, dtype=np.int64)
-        self.mixed_of[_positions_in(self.mixed_start, self.mixed_end, n)] = np.repeat(
+        self.mixed_of[positions_in(self.mixed_start, self.mixed_end, n)] = np.repeat(
             np.arange(len(mixed)), self.mixed_end - self.mixed_start)
         wrong = ~ranking.correct
-        self.runs = _Runs(wrong)
+        self.runs = Runs(wrong)
         # AURC spreads the errors of mixed groups evenly, so its runs leave those groups out.
-        self.plain_runs = _Runs(wrong & (self.mixed_of < 0)) if len(mixed) else self.runs
+        self.plain_runs = Runs(wrong & (self.mixed_of < 0)) if len(mixed) else self.runs
 
         # Positions p where every resample needs S_before(p) = sum_{j<p} w_j (and the wrong-only twin).
         self.probes = np.unique(np.concatenate(
             [self.width_starts, self.mass_starts, self.mixed_start, self.mixed_split, self.mixed_end]))
-        # Each resample's prefix sums are read at these positions: run starts and ends interleaved (one
-        # ascending sweep through memory), then the AURC runs if they differ, then the probes.
-        plain = self.plain_runs if self.plain_runs is not self.runs else _Runs(np.zeros(0, dtype=bool))
+        # Each resample's prefix sums are read at these positions: run starts and ends interleaved, the same for the
+        # AURC runs if they differ, then the probes.
+        plain = self.plain_runs if self.plain_runs is not self.runs else Runs(np.zeros(0, dtype=bool))
         layout = [self.runs.boundaries, plain.boundaries, self.probes]
         self._gather_at = np.concatenate(layout)
         self._gather_splits = np.cumsum([len(part) for part in layout])[:-1]
+        first_plain = 0 if self.plain_runs is self.runs else len(self.runs.boundaries)
+        self._phi_columns = slice(first_plain, first_plain + len(self.plain_runs.boundaries))  # AURC's run ends
         harmonic = np.concatenate([[0.0], np.cumsum(1.0 / np.arange(1, n + 1))])
         self.harmonic_n = float(harmonic[n])
         self.phi = np.concatenate([[0.0], np.cumsum(harmonic[:n])])  # Phi(x) = sum_{j<x} H_j, x = 0..n
@@ -167,38 +185,42 @@ class ResampleEngine:
         counts = np.asarray(counts, dtype=np.int64)
         if counts.ndim != 2 or counts.shape[1] != self.n or (counts.sum(axis=1) != self.n).any():
             raise ValueError(f"counts must be (B, {self.n}) multiplicities summing to {self.n} per row")
-        return self._evaluate(list(counts), counts.astype(np.float32))
+        return self._evaluate(counts, _Workspace(self, len(counts)), len(counts))
 
-    def _evaluate(self, count_rows: list[np.ndarray],
-                  weights: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-        """``evaluate`` for B int64 count rows and the same counts as a (B, n) float32 matrix."""
-        n, n_rows = self.n, len(count_rows)
-        segment_sums = self._segments(weights)  # (S, B, columns)
+    def _evaluate(self, count_rows: Iterable[np.ndarray], workspace: _Workspace,
+                  n_rows: int) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+        """``evaluate`` for ``n_rows`` int64 count rows (a generator may make each row just before it is used)."""
+        n = self.n
+        # The one pass over each row, while it is in cache: its float32 copy for the segment sums, its prefix sums
+        # read at the run ends and the probes, the coverage cuts, the AURC table read at the run ends and the run
+        # weights and squares. Prefix sums are integers, so "prefix > m" is "prefix > floor(m)".
+        prefix = workspace.prefix
+        cut_floors = np.floor((1.0 - self.coverages) * n).astype(prefix.dtype)
+        weights, gathered, phi_at_ends = (part[:n_rows] for part in workspace.blocks)
+        cut_at = np.empty((n_rows, len(cut_floors)), dtype=np.intp)
+        cut_before = np.empty((n_rows, len(cut_floors)), dtype=np.int64)
+        n_ends = len(self.runs.boundaries)
+        run_weights = np.empty((n_rows, n_ends // 2), dtype=np.int64)  # (B, R) wrong weight of each run
+        run_squares = np.empty(n_rows, dtype=np.int64)  # sum_runs S_end^2 - S_start^2
+        for row, counts in enumerate(count_rows):
+            weights[row, :n] = counts
+            row_weights = weights[row] if prefix.dtype == weights.dtype else weights[row].astype(prefix.dtype)
+            cut_at[row], cut_before[row] = prefix(row_weights, cut_floors, out=gathered[row])
+            # mode="clip" skips the bounds check (in range by construction)
+            np.take(self._phi_of_rest, gathered[row, self._phi_columns], out=phi_at_ends[row], mode="clip")
+            low, high = gathered[row, 0:n_ends:2], gathered[row, 1:n_ends:2]  # S_before at each run's start and end
+            np.subtract(high, low, out=run_weights[row])
+            run_squares[row] = np.dot(high, high) - np.dot(low, low)  # int64, exact (any wrap-around cancels)
+        # (S, B, columns) segment sums; a whole block through the workspace's ready-made views
+        segment_sums = workspace.segment_sums() if n_rows == workspace.rows else self._segments(weights[:, :n])
         feature_sums = np.concatenate([segment_sums[:, :, :2].sum(axis=0), (self._width_of_segment @ segment_sums[:, :, 2]).T,
                                        (self._mass_of_segment @ segment_sums[:, :, 3]).T], axis=1)  # (B, 2 + M + M')
 
-        # The one pass over each row: its prefix sums (int64: ~5x faster than a float cumsum), read at
-        # the run ends, the probes and the coverage cuts. Prefix sums are integers, so "prefix > m" is
-        # "prefix > floor(m)" and the search stays in int64.
-        cut_floors = np.floor((1.0 - self.coverages) * n).astype(np.int64)
-        prefix = np.zeros(n + 1, dtype=np.int64)  # prefix[p] = S_before(p) = sum_{j<p} w_j
-        gathered = np.empty((n_rows, len(self._gather_at)), dtype=np.int64)
-        cut_at = np.empty((n_rows, len(cut_floors)), dtype=np.intp)
-        cut_before = np.empty((n_rows, len(cut_floors)), dtype=np.int64)
-        for row, counts in enumerate(count_rows):
-            np.cumsum(counts, out=prefix[1:])
-            gathered[row] = prefix[self._gather_at]
-            cut = np.searchsorted(prefix, cut_floors, side="right") - 1  # the straddling position
-            cut_at[row] = cut
-            cut_before[row] = prefix[cut]
-        runs, plain, probe_before = np.split(gathered, self._gather_splits, axis=1)
-        run_low, run_high = runs[:, 0::2], runs[:, 1::2]  # S_before at each run's start and end
-        run_weights = run_high - run_low  # (B, R) wrong weight of each run
-        run_squares = (np.einsum("ij,ij->i", run_high, run_high) - np.einsum("ij,ij->i", run_low, run_low))
+        runs, _, probe_before = np.split(gathered, self._gather_splits, axis=1)
+        run_low = runs[:, 0::2]
         run_squares = run_squares.astype(np.float64)
-        # sum_runs Phi(n - S_start) - Phi(n - S_end): one lookup of the interleaved starts and ends, signed sum
-        plain = plain if self.plain_runs is not self.runs else runs
-        phi_sums = self._phi_of_rest[plain] @ np.tile([1.0, -1.0], plain.shape[1] // 2)
+        # sum_runs Phi(n - S_start) - Phi(n - S_end): the look-ups at the interleaved starts and ends, signed sum
+        phi_sums = phi_at_ends @ np.tile([1.0, -1.0], phi_at_ends.shape[1] // 2)
         probe_wrong_before = self.runs.wrong_before(self.probes, probe_before, run_low, run_weights)
         cut_wrong_before = self.runs.wrong_before(cut_at, cut_before, run_low, run_weights)
         probe_before, cut_before = probe_before.astype(np.float64), cut_before.astype(np.float64)
@@ -291,93 +313,59 @@ class ResampleEngine:
     def run(self, n_resamples: int, seed: int) -> ResampledValues:
         """Draw ``n_resamples`` seeded resamples (``bootstrap.resample_draw_blocks``) and evaluate them all.
 
-        Drawing and counting (about half the work; numpy releases the GIL for both) runs one block ahead
-        in a helper thread, so a second core overlaps it with the evaluation. The thread consumes the one
-        random stream in block order, so results do not depend on timing. BLAS is held to one thread
-        meanwhile: its second thread would only contend with the helper for the second core.
+        Blocks are evaluated by up to ``MAX_WORKERS`` threads, one per core (numpy releases the GIL for the
+        heavy steps). A worker draws its block under a lock, so the one random stream is consumed in block
+        order, and a block's values are a fixed function of its draws: the results depend neither on timing
+        nor on the number of workers. BLAS is held to one thread meanwhile (the workers fill the cores, and
+        OpenBLAS threads spin while they wait).
         """
         from threadpoolctl import threadpool_limits
 
-        blocks = resample_draw_blocks(self.n, n_resamples, seed)
+        # int32 draws are the same numbers as int64 ones (numpy draws both from its 32-bit stream) in half the memory.
+        dtype = np.int32 if self.n <= np.iinfo(np.int32).max else np.int64
+        blocks = enumerate(resample_draw_blocks(self.n, n_resamples, seed, dtype=dtype))
+        stream = threading.Lock()
+        evaluated: dict[int, tuple] = {}
+        rows = block_rows(self.n, n_resamples)
 
-        def next_block() -> tuple[list[np.ndarray], np.ndarray] | None:
-            draws = next(blocks, None)
-            if draws is None:
-                return None
-            count_rows = [resample_counts(row_draws, self.n) for row_draws in draws]
-            weights = np.empty(draws.shape, dtype=np.float32)
-            for row, counts in enumerate(count_rows):
-                weights[row] = counts
-            return count_rows, weights
+        def work() -> None:
+            workspace = _Workspace(self, rows)
+            while True:
+                with stream:
+                    index, draws = next(blocks, (None, None))
+                if draws is None:
+                    return
+                # Each row's counts are made just before the row is used, while they are in cache.
+                evaluated[index] = self._evaluate((resample_counts(row, self.n) for row in draws), workspace, len(draws))
 
-        scalars = {name: [] for name in SCALAR_METRICS}
-        selective, smooth = [], []
-        with ThreadPoolExecutor(max_workers=1) as prefetcher, threadpool_limits(1, user_api="blas"):
-            pending = prefetcher.submit(next_block)
-            while (block := pending.result()) is not None:
-                pending = prefetcher.submit(next_block)
-                block_scalars, block_selective, block_smooth = self._evaluate(*block)
-                for name in SCALAR_METRICS:
-                    scalars[name].append(block_scalars[name])
-                selective.append(block_selective)
-                smooth.append(block_smooth)
+        n_workers = max(1, min(MAX_WORKERS, os.cpu_count() or 1, -(-n_resamples // rows)))
+        with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(max_workers=n_workers) as pool:
+            for worker in [pool.submit(work) for _ in range(n_workers)]:
+                worker.result()
+        in_order = [evaluated[index] for index in range(len(evaluated))]
         return ResampledValues(
-            scalars={name: np.concatenate(parts) for name, parts in scalars.items()},
-            selective_accuracy=np.concatenate(selective),
-            smooth_ece=np.concatenate(smooth),
+            scalars={name: np.concatenate([block[0][name] for block in in_order]) for name in SCALAR_METRICS},
+            selective_accuracy=np.concatenate([block[1] for block in in_order]),
+            smooth_ece=np.concatenate([block[2] for block in in_order]),
         )
+
+
+class _Workspace:
+    """One worker's arrays, reused from block to block (fresh multi-MB arrays cost page faults)."""
+
+    def __init__(self, engine: ResampleEngine, rows: int) -> None:
+        self.rows = rows
+        self.prefix = PrefixSums(engine.n, engine._gather_at)
+        self.blocks = (np.zeros((rows, self.prefix.width), dtype=np.float32),  # the counts; zero past column n - 1
+                       np.empty((rows, len(engine._gather_at)), dtype=np.int64),  # prefix sums at the run ends, probes
+                       np.empty((rows, len(engine.plain_runs.boundaries))))  # AURC's Phi at the run ends
+        self.segment_sums = engine._segments.bind(self.blocks[0][:, : engine.n])  # of a whole block's counts
 
 
 def _bin_means(values: np.ndarray, bins: np.ndarray, n_bins: int) -> np.ndarray:
     counts = np.bincount(bins, minlength=n_bins)
     sums = np.bincount(bins, weights=values, minlength=n_bins)
     return np.where(counts > 0, sums / np.maximum(counts, 1), 0.0)
-
-
-def _positions_in(starts: np.ndarray, ends: np.ndarray, n: int) -> np.ndarray:
-    """(n,) bool: position lies in one of the disjoint ranges [starts, ends)."""
-    edges = np.zeros(n + 1, dtype=np.int64)
-    np.add.at(edges, starts, 1)
-    np.add.at(edges, ends, -1)
-    return np.cumsum(edges)[:n] > 0
-
-
-class _Runs:
-    """Maximal runs of consecutive flagged positions: run r covers ``starts[r] <= p < ends[r]``."""
-
-    def __init__(self, flags: np.ndarray) -> None:
-        change = np.diff(np.concatenate([[0], flags.astype(np.int8), [0]]))
-        self.starts = np.flatnonzero(change == 1)
-        self.ends = np.flatnonzero(change == -1)
-        self.boundaries = np.stack([self.starts, self.ends], axis=1).ravel()  # start_0, end_0, start_1, ...
-        # For a position p: runs ending at or before p, and the run containing p - 1 (else -1).
-        self._runs_done = np.searchsorted(self.ends, np.arange(len(flags) + 1), side="right")
-        # A run is open at p when start < p < end: positions start..p-1 are before p, the rest are not.
-        positions = np.arange(len(flags) + 1)
-        run = np.searchsorted(self.starts, positions - 1, side="right") - 1  # last run starting before p
-        open_at = (run >= 0) & (positions < self.ends[np.maximum(run, 0)]) if len(self.starts) else run < -1
-        self._open_run = np.where(open_at, run, -1)
-
-    def wrong_before(self, positions, prefix_at, run_low, run_weights) -> np.ndarray:
-        """Flagged weight before each position, for every resample.
-
-        Args:
-            positions: (P,) positions shared by all resamples, or (B, P) per resample.
-            prefix_at: (B, P) prefix sums ``S_before`` at those positions.
-            run_low, run_weights: (B, R) ``S_before`` at each run's start, each run's weight.
-
-        Returns:
-            (B, P): weight of the runs ended by p, plus the part before p of a run still open at p.
-        """
-        shared = np.ndim(positions) == 1
-        positions = np.broadcast_to(positions, prefix_at.shape)
-        if run_low.shape[1] == 0:
-            return np.zeros(prefix_at.shape, dtype=np.int64)
-        done = self._runs_done[positions]
-        whole = sums_of_first(run_weights, done[:1] if shared else done)
-        run = self._open_run[positions]
-        partial = np.where(run >= 0, prefix_at - np.take_along_axis(run_low, np.maximum(run, 0), axis=1), 0)
-        return whole + partial
 
 
 def _one_hot(index: np.ndarray, size: int) -> np.ndarray:

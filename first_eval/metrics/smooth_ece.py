@@ -95,12 +95,12 @@ def smoothing_matrix(n_grid: int, bandwidth: float) -> np.ndarray:
     offset = 3 * n_grid
     padded = np.zeros(7 * n_grid)
     padded[offset : offset + n_grid] = kernel
-    grid = np.arange(n_grid)
-    source, target = grid[:, None], grid[None, :]
+    windows = np.lib.stride_tricks.sliding_window_view(padded, n_grid)  # windows[s, a] = padded[s + a], no copy
+    source = np.arange(n_grid)
     centre = n_grid // 2 + offset
-    direct = padded[centre + target - source]
-    low_mirror = np.where(source >= 1, padded[centre + target + source], 0.0)
-    high_mirror = np.where(source <= n_grid - 2, padded[centre + target + source - 2 * (n_grid - 1)], 0.0)
+    direct = windows[centre - source]  # padded[centre + target - source]
+    low_mirror = np.where(source[:, None] >= 1, windows[centre + source], 0.0)
+    high_mirror = np.where(source[:, None] <= n_grid - 2, windows[centre + source - 2 * (n_grid - 1)], 0.0)
     return direct + low_mirror + high_mirror
 
 
