@@ -94,6 +94,9 @@ def quiet_lm_eval_logging(verbose: bool) -> Iterator[None]:
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.WARNING)
+    # lm-eval warns once per task per run that num_fewshot 0 overrides a default of None: first always asks for 0.
+    evaluator_logger = logging.getLogger("lm_eval.evaluator")
+    evaluator_logger.addFilter(_drop_repeated_warnings)
     # "Generating train split: 100 examples" bars of local JSON files: noise, not progress on long work
     bars_were_on = datasets_logging.is_progress_bar_enabled()
     datasets_logging.disable_progress_bar()
@@ -106,12 +109,17 @@ def quiet_lm_eval_logging(verbose: bool) -> Iterator[None]:
     try:
         yield
     finally:
+        evaluator_logger.removeFilter(_drop_repeated_warnings)
         for module in patched:
             module.tqdm = tqdm_module.tqdm
         for logger, level in zip(loggers, levels):
             logger.setLevel(level)
         if bars_were_on:
             datasets_logging.enable_progress_bar()
+
+
+def _drop_repeated_warnings(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("Overwriting default num_fewshot")
 
 
 class FirstBar:

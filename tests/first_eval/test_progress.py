@@ -61,7 +61,7 @@ def test_a_live_audit_prints_no_third_party_bars_unless_verbose(shared_datasets,
     quiet = _live_report(tiny_llama_dir, shared_datasets, tmp_path / "quiet")
     assert quiet.returncode == 0, quiet.stderr
     assert "it/s]" not in quiet.stderr and "Running loglikelihood" not in quiet.stderr, quiet.stderr
-    assert "wrote" in quiet.stderr
+    assert "wrote" in quiet.stderr and "Overwriting default num_fewshot" not in quiet.stderr
     loud = _live_report(tiny_llama_dir, shared_datasets, tmp_path / "loud", "--verbose")
     assert loud.returncode == 0, loud.stderr
     assert "Running loglikelihood requests" in loud.stderr  # lm-eval's own bar, as asked
