@@ -17,7 +17,9 @@ def training_curves_svg(series: dict[str, Sequence[tuple[float, float]]], ylabel
         if not points:
             continue
         xs, ys = zip(*points)
-        axis.plot(xs, ys, label=name, color=COLOURS[index % len(COLOURS)], linewidth=1.3)
+        # Past the palette, colours repeat with a dashed line so no two series look alike.
+        axis.plot(xs, ys, label=name, color=COLOURS[index % len(COLOURS)], linewidth=1.3,
+                  linestyle="-" if index < len(COLOURS) else "--")
     axis.set_xlabel(xlabel)
     axis.set_ylabel(ylabel)
     axis.grid(alpha=0.25)
