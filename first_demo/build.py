@@ -280,7 +280,6 @@ class _ProgressBar:
         self.enabled = enabled
         self._bar = None
         self._handle = None
-        self._phase = "starting"
 
     def __enter__(self) -> "_ProgressBar":
         from first_eval.progress import progress_bar
@@ -291,7 +290,6 @@ class _ProgressBar:
         return self
 
     def phase(self, description: str) -> None:
-        self._phase = description
         self._handle.describe(f"demo world: {description}")
 
     def step(self, step: int, loss: float) -> None:

@@ -27,7 +27,7 @@ import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from first_distill.run_layout import TEACHER, TEACHER_TS, audit_folder
+from first_distill.run_layout import REPORT_FILE, TEACHER, TEACHER_TS, audit_folder
 from first_distill.variants import VARIANTS
 
 CE_BASELINE = "ce"
@@ -195,4 +195,4 @@ def write_distill_report(audits: Mapping[str, Sequence[Any]], report_dir: Path, 
                              notes=notes, extra=document_extra, schema=REPORT_SCHEMA, template="distill.html.j2",
                              context=context, settings=settings)
     models = {m.name: {"source": m.source, "tasks": m.tasks} for m in model_audits}
-    return next(path for path in paths if path.name == "report.html"), models
+    return next(path for path in paths if path.name == REPORT_FILE), models

@@ -33,18 +33,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from first_distill.distill_config import DEFAULT_SAMPLES_PER_POSITION, RESUME_FREE_FIELDS, DistillConfig
+from first_distill.distill_config import RESUME_FREE_FIELDS, DistillConfig
 from first_distill.distill_report import write_distill_report
 from first_distill.model_audits import audit_models
 from first_distill.run_checks import chat_tokenizer, check_inputs, check_models, check_tasks
 from first_distill.run_layout import (
-    CONFIG_FILE, TEACHER, TEACHER_TS, TEMPERATURE_FILE, TRAINING_FILE, finished_steps, lettered_index, store_folder,
-    students_folder)
+    CONFIG_FILE, REPORT_FILE, TEACHER, TEACHER_TS, TEMPERATURE_FILE, TRAINING_FILE, finished_steps, lettered_index,
+    store_folder, students_folder)
 from first_distill.store.manifest import write_json_atomically
 from first_distill.variants import ONLINE_TEACHER, SAMPLED, STORE_EXTRACTION, STORE_KINDS, knowledge_needed, parse_variants
 from first_eval.errors import InputError
 
-__all__ = ["DEFAULT_SAMPLES_PER_POSITION", "DistillConfig", "DistillResult", "RESUME_FREE_FIELDS", "run_distill"]
+__all__ = ["DistillConfig", "DistillResult", "run_distill"]
 
 
 @dataclass(frozen=True)
@@ -240,7 +240,7 @@ def run_distill(config: DistillConfig, reference_models: Mapping[str, Path] | No
     clock = time.perf_counter()
     trained = train_students(config, output, variants, temperature, train_path, stores)
     seconds["training"] = time.perf_counter() - clock
-    report_path = Path(config.report_dir or output) / "report.html"
+    report_path = Path(config.report_dir or output) / REPORT_FILE
     if not state.is_main_process:
         return DistillResult(output, report_path, temperature, trained, {}, seconds)
     clock = time.perf_counter()

@@ -18,22 +18,13 @@ from __future__ import annotations
 import logging
 import os
 import time
-import warnings
 from contextlib import contextmanager
 from typing import Iterator
 
 VERBOSE_ENV = "FIRST_VERBOSE"
-NOISY_LOGGERS = ("lm_eval", "lm-eval", "transformers", "datasets", "huggingface_hub", "accelerate", "filelock",
-                 "urllib3", "fsspec", "evaluate", "sqlitedict", "httpx")
-# Warnings a run would otherwise repeat once per model load or per batch; none is about the user's input.
-REPEATED_WARNINGS = (
-    r".*`torch_dtype` is deprecated.*",
-    r".*generation flags are not valid.*",
-    r".*attention mask.*pad token.*",
-    r".*Passing a tuple of `past_key_values`.*",
-    r".*TRANSFORMERS_CACHE.*",
-    r".*pkg_resources is deprecated.*",
-)
+# Loggers whose info lines would drown first's own output (lm-eval's are the bridge's: quiet_lm_eval_logging).
+NOISY_LOGGERS = ("transformers", "datasets", "huggingface_hub", "accelerate", "filelock", "urllib3", "fsspec",
+                 "evaluate", "sqlitedict", "httpx")
 
 
 def verbose() -> bool:
@@ -102,5 +93,3 @@ def quiet_third_party() -> None:
         os.environ.setdefault(name, value)
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
-    for pattern in REPEATED_WARNINGS:
-        warnings.filterwarnings("ignore", message=pattern)

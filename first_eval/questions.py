@@ -31,7 +31,7 @@ from first_eval.errors import InputError
 from first_eval.json_input import json_lines, open_input, parse_json
 from first_eval.metrics.paired import QuestionOutcomes
 from first_eval.metrics.proper_scores import per_question_brier, per_question_nll
-from first_eval.scores import ChoiceProbs
+from first_eval.scores import ChoiceProbs, RaggedQuestions
 
 QUESTIONS_FILE = "questions.jsonl.gz"
 QUESTIONS_SCHEMA = "first.questions/1"
@@ -39,7 +39,7 @@ QUESTION_FIELDS = ("task", "doc_id", "gold", "chosen", "confidence", "probs", "c
 
 
 @dataclass(frozen=True)
-class QuestionTable:
+class QuestionTable(RaggedQuestions):
     """One task's questions: ``doc_ids``, ``gold``, ``chosen``, ``confidence`` (n,), ragged ``choice_probs``
     (total,) with ``offsets`` (n+1,), and ``confidence_ts`` (n,) or None."""
 
@@ -61,11 +61,7 @@ class QuestionTable:
 
     @property
     def n(self) -> int:
-        return len(self.doc_ids)
-
-    @property
-    def n_choices(self) -> np.ndarray:
-        return np.diff(self.offsets)
+        return self.n_questions
 
     def outcomes(self, index: np.ndarray | None = None, n_bins: int = 15) -> QuestionOutcomes:
         """The per-question values the paired metrics need, for the questions at ``index`` (all by default)."""

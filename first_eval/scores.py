@@ -63,7 +63,7 @@ def apply_score_mode(loglik_sums: np.ndarray, char_lengths: np.ndarray | None, s
     raise ValueError(f"unknown score mode {score_mode!r}; expected one of {', '.join(SCORE_MODES)}")
 
 
-class _RaggedQuestions:
+class RaggedQuestions:
     """Shape of ragged per-question data: ``gold`` (n,) and ``offsets`` (n + 1,) into the flat choices."""
 
     gold: np.ndarray
@@ -79,7 +79,7 @@ class _RaggedQuestions:
 
 
 @dataclass(frozen=True)
-class ChoiceProbs(_RaggedQuestions):
+class ChoiceProbs(RaggedQuestions):
     """Ragged per-question choice probabilities (each segment sums to 1) and the gold index.
 
     Attributes:
@@ -120,7 +120,7 @@ class ChoiceProbs(_RaggedQuestions):
 
 
 @dataclass(frozen=True)
-class ChoiceScores(_RaggedQuestions):
+class ChoiceScores(RaggedQuestions):
     """Ragged per-question choice scores (log-likelihood-like, any real number) and the gold index.
 
     Attributes:

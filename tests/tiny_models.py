@@ -101,3 +101,11 @@ def make_tiny_llama(
 def tiny_llama_dir(tmp_path_factory) -> Path:
     """One tiny random Llama folder shared by the whole test session."""
     return make_tiny_llama(tmp_path_factory.mktemp("tiny-llama") / "model")
+
+
+def write_leg_count_pairs(path: Path, n: int) -> Path:
+    """``n`` training pairs whose completions grow in length (1-4 words): ragged sequences for extraction tests."""
+    rows = [{"prompt": f"Question: how many legs has animal number {i}?\nAnswer:", "completion": " " + "four " * (1 + i % 4)}
+            for i in range(n)]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path

@@ -23,7 +23,7 @@ from first_distill.teacher.ranks import PLAN_FILE, RankPlan, settle_plan, split_
 from first_distill.store.shard import shard_prefix
 from first_eval.errors import InputError
 from test_store import _sequences, _writer
-from tiny_models import tiny_llama_dir  # noqa: F401  (session fixture)
+from tiny_models import write_leg_count_pairs, tiny_llama_dir  # noqa: F401  (session fixture)
 
 pytestmark = pytest.mark.filterwarnings("ignore:the tempered teacher is flat")
 
@@ -122,11 +122,7 @@ def test_writers_of_consecutive_blocks_make_one_store_read_in_order(tmp_path):
 
 @pytest.fixture()
 def train_file(tmp_path):
-    rows = [{"prompt": f"Question: how many legs has animal number {i}?\nAnswer:", "completion": " " + "four " * (1 + i % 4)}
-            for i in range(N_EXAMPLES)]
-    path = tmp_path / "train.jsonl"
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    return path
+    return write_leg_count_pairs(tmp_path / "train.jsonl", N_EXAMPLES)
 
 
 def extract_args(teacher, train, output) -> list[str]:

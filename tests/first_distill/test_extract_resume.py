@@ -11,7 +11,7 @@ from first_distill.store import KnowledgeStore, KnowledgeStoreWriter, file_sha25
 from first_distill.teacher.extract import TEMPERATURE_FILE, ExtractConfig, extract_knowledge
 from first_distill.store.shard import read_header
 from first_eval.errors import InputError
-from tiny_models import tiny_llama_dir  # noqa: F401  (session fixture)
+from tiny_models import write_leg_count_pairs, tiny_llama_dir  # noqa: F401  (session fixture)
 
 # The random tiny teacher is nearly flat: 8-bit codes round most of its probabilities to 0 (warned once, below).
 pytestmark = pytest.mark.filterwarnings("ignore:the tempered teacher is flat")
@@ -25,11 +25,7 @@ class Killed(Exception):
 
 @pytest.fixture()
 def train_file(tmp_path):
-    rows = [{"prompt": f"Question: how many legs has animal number {i}?\nAnswer:", "completion": " " + "four " * (1 + i % 4)}
-            for i in range(N_EXAMPLES)]
-    path = tmp_path / "train.jsonl"
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    return path
+    return write_leg_count_pairs(tmp_path / "train.jsonl", N_EXAMPLES)
 
 
 def config(tiny_llama_dir, train_file, output, **overrides):  # noqa: F811
